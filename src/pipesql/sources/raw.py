@@ -85,6 +85,15 @@ def read_examples(raw_dir: Path) -> Iterable[tuple[int, Example]]:
         yield lineno, Example(**obj)
 
 
+def count_examples(raw_dir: Path) -> int:
+    """Non-blank lines of examples.jsonl: the total for progress bars, read without parsing."""
+    path = Path(raw_dir) / EXAMPLES_FILE
+    if not path.exists():
+        raise DataError(f"{path}: file not found; run 'dvc repro download' first")
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
 def summarize(examples: list[Example], databases: Mapping[str, Path]) -> dict[str, Any]:
     return {
         "databases": len(databases),
