@@ -1,0 +1,84 @@
+"""Tiny Spider and BIRD releases in their official layouts, built fresh in each test's tmp dir."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+Builder = Callable[[Path], Path]
+
+
+def make_sqlite(path: Path, script: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as con:
+        con.executescript(script)
+    con.close()
+    return path
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+    return path
+
+
+SINGERS = """
+CREATE TABLE singer (id INTEGER, name TEXT, age INTEGER);
+INSERT INTO singer VALUES (1, 'Ann', 30), (2, 'Bo', 41);
+"""
+PETS = "CREATE TABLE pet (id INTEGER, kind TEXT); INSERT INTO pet VALUES (1, 'cat'), (2, 'dog');"
+FLIGHTS = "CREATE TABLE flight (id INTEGER, origin TEXT); INSERT INTO flight VALUES (1, 'AMS');"
+
+# split file -> (db_id, question, query); the stray spaces check that text is stripped
+SPIDER_ENTRIES = {
+    "train_spider.json": [
+        ("concert", "How many singers are there?", "SELECT count(*) FROM singer"),
+        ("pets", " List pet kinds. ", "SELECT kind FROM pet ORDER BY kind"),
+    ],
+    "train_others.json": [("pets", "Count dogs.", "SELECT count(*) FROM pet WHERE kind = 'dog'")],
+    "dev.json": [("concert", "Singers older than 35?", "SELECT name FROM singer WHERE age > 35")],
+    "test.json": [("flights", "Where do flights leave from?", "SELECT origin FROM flight")],
+}
+
+
+def build_spider_release(root: Path) -> Path:
+    """Every split file, database/ for train/dev and test_database/ for test (2024 layout)."""
+    make_sqlite(root / "database/concert/concert.sqlite", SINGERS)
+    make_sqlite(root / "database/pets/pets.sqlite", PETS)
+    make_sqlite(root / "test_database/flights/flights.sqlite", FLIGHTS)
+    for name, entries in SPIDER_ENTRIES.items():
+        write_json(root / name, [{"db_id": d, "question": q, "query": s} for d, q, s in entries])
+    return root
+
+
+def build_bird_release(root: Path) -> Path:
+    """train.json (no question_id, no difficulty, as released) and dev.json with both."""
+    make_sqlite(root / "train_databases/shop/shop.sqlite", "CREATE TABLE item (id, price);")
+    make_sqlite(root / "dev_databases/school/school.sqlite", "CREATE TABLE student (id, gpa);")
+    write_json(root / "train.json", [
+        {"db_id": "shop", "question": "Most expensive item?", "evidence": "",
+         "SQL": "SELECT id FROM item ORDER BY price DESC LIMIT 1"},
+    ])
+    write_json(root / "dev.json", [
+        {"question_id": 0, "db_id": "school", "question": "How many honour students?",
+         "evidence": "honour refers to gpa > 3.5",
+         "SQL": "SELECT count(*) FROM student WHERE gpa > 3.5", "difficulty": "simple"},
+        {"question_id": 7, "db_id": "school", "question": "Average gpa?", "evidence": "",
+         "SQL": "SELECT avg(gpa) FROM student", "difficulty": "challenging"},
+    ])
+    return root
+
+
+@pytest.fixture
+def spider_release() -> Builder:
+    return build_spider_release
+
+
+@pytest.fixture
+def bird_release() -> Builder:
+    return build_bird_release
