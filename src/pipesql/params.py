@@ -131,11 +131,132 @@ class GoldenPairsParams(Strict):
     float_tol: float = Field(1e-6, ge=0)            # relative tolerance when comparing floats
 
 
+# ---------------------------------------------------------------- tokenize
+
+
+class SplitRatios(Strict):
+    """Shares of the split unit (a database, a question) per split, as fractions summing to 1."""
+
+    train: float = Field(0.8, gt=0, le=1)
+    dev: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitRatios:
+        total = self.train + self.dev + self.test
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"train + dev + test must sum to 1, got {total:g}")
+        return self
+
+
+class SplitParams(Strict):
+    # database: no test database is seen in training (as Spider and BIRD evaluate);
+    # question: identical questions stay together; source: the source's official splits
+    by: Literal["database", "question", "source"] = "database"
+    ratios: SplitRatios = SplitRatios()
+    seed: int = 0                                   # also picks the pairs given tool samples
+
+
+class SchemaParams(Strict):
+    """The schema text of every prompt, at training and at inference alike."""
+
+    max_tokens: int = Field(1024, gt=0)             # past this: example values go, then tables
+    example_values: int = Field(2, ge=0)            # distinct values per text column; 0 = none
+    max_value_chars: int = Field(40, gt=0)          # longer values are never shown
+
+
+class TokenizeParams(Strict):
+    split: SplitParams = SplitParams()
+    mode: Literal["incremental", "full", "both"] = "incremental"
+    tool_ratio: float = Field(0.1, ge=0, le=1)      # share of pairs that also get a tool sample
+    tool_max_rows: int = Field(5, gt=0)             # result rows a tool call shows the model
+    reasoning: bool = False                         # chain-of-thought, where present, before SQL
+    max_length: int = Field(2048, gt=0)             # longer samples are dropped, never truncated
+    # `schema` is a BaseModel attribute, so the field takes another name and the key its alias
+    schema_: SchemaParams = Field(SchemaParams(), alias="schema")
+    timeout_s: float = Field(5.0, gt=0)             # per query behind a schema or a tool result
+    num_proc: int | None = Field(None, gt=0)        # processes; null = all cores
+
+
+# ---------------------------------------------------------------- train
+
+# Every attention and MLP projection of Qwen2 / Llama-style decoders.
+ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class LoraParams(Strict):
+    r: int = Field(16, gt=0, le=4096)
+    alpha: float = Field(32.0, gt=0)                # updates are scaled by alpha / r
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: tuple[str, ...] = Field(ALL_PROJECTIONS, min_length=1)
+    # trained in full and saved inside the adapter (a scratch model's random embeddings)
+    modules_to_save: tuple[str, ...] = ()
+
+
+class OptimParams(Strict):
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    warmup_fraction: float = Field(0.03, ge=0, lt=1)  # of the optimizer steps, always a fraction
+    weight_decay: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, gt=0)                # rows per device per micro-step
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, gt=0)       # optimizer steps; null = run `epochs`
+
+
+class GuardParams(Strict):
+    """Divergence guard: on a non-finite loss or grad norm, or a loss spike, roll back and go on."""
+
+    enabled: bool = True
+    spike_factor: float = Field(3.0, gt=1)          # a logged loss above factor x moving average
+    window: int = Field(20, ge=2)                   # logged losses averaged; no spike check before
+    lr_factor: float = Field(0.5, gt=0, lt=1)       # learning rate multiplier per rollback
+    max_rollbacks: int = Field(3, ge=0)             # then the stage stops with the events listed
+
+
+class TrainParams(Strict):
+    seed: int = 0
+    lora: LoraParams = LoraParams()
+    optim: OptimParams = OptimParams()
+    quantization: Literal["none", "4bit", "8bit"] = "none"  # 4bit: QLoRA (NF4, double quant)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 > fp16 on GPU, fp32 on CPU
+    gradient_checkpointing: bool = False            # less activation memory, ~30% more compute
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
+    packing: bool = True                            # no attention across packed samples either way
+    packed_length: int = Field(2048, gt=0)          # tokens per packed row; >= the longest sample
+    launch: Literal["cpu", "cpu_ddp", "gpu", "multi_gpu", "deepspeed_zero2"] = "cpu"
+    processes: int | None = Field(None, gt=0)       # null: 2 for cpu_ddp, every GPU for multi_gpu
+    resume: Literal["auto", "never"] = "auto"       # auto: from the newest complete checkpoint
+    init_from: str | None = None                    # an adapter directory: its weights, fresh optimizer
+    guard: GuardParams = GuardParams()
+    checkpoint_uri: str | None = Field(None, pattern=r"^s3://[^/]+")  # each checkpoint uploaded here
+    logging_steps: int = Field(1, gt=0)
+    eval_steps: int = Field(50, gt=0)
+    eval_max_samples: int | None = Field(256, gt=0)  # the dev split's first N; null = all
+    eval_batch_size: int = Field(16, gt=0)
+    save_steps: int = Field(50, gt=0)
+    save_total_limit: int = Field(3, ge=2)          # >= 2: a kill during a save leaves a complete one
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainParams:
+        if self.save_steps % self.logging_steps:
+            raise ValueError(
+                f"save_steps ({self.save_steps}) must be a multiple of logging_steps"
+                f" ({self.logging_steps}): the guard vets a checkpoint on the log of its step"
+            )
+        if self.processes is not None and self.launch in ("cpu", "gpu") and self.processes != 1:
+            raise ValueError(f"processes must be 1 (or null) when launch is {self.launch!r}")
+        return self
+
+
 # ---------------------------------------------------------------- loading
 
 SECTIONS: dict[str, type[Strict]] = {
     "download": DownloadParams,
     "golden_pairs": GoldenPairsParams,
+    "tokenize": TokenizeParams,
+    "train": TrainParams,
 }
 
 M = TypeVar("M", bound=Strict)

@@ -1,0 +1,160 @@
+"""Golden pairs: each gold query decompiled to pipe SQL, kept only when execution proves it equal.
+
+Everything the model learns comes from these pairs, so a pair is kept only when its pipe SQL,
+lowered to SQLite, returns the same result as the gold SQL on the example's own database.
+Every other outcome is a rejection with a category, so one bad example never stops the run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from pipesql.io import atomic_path, write_jsonl
+from pipesql.params import GoldenPairsParams
+from pipesql.sources.raw import Example, database_path
+from pipesql.sql.compare import is_ordered, results_match
+from pipesql.sql.decompile import DecompileError, decompile
+from pipesql.sql.execute import ExecutionError, execute_safely
+from pipesql.sql.lower import LoweringError, lower_to_sqlite
+from pipesql.sql.pipe import operator_name, split_operators
+
+PAIRS_FILE = "pairs.jsonl"
+REJECTED_FILE = "rejected.jsonl"
+CATEGORIES = (
+    "gold_error",       # the gold query fails on its own database (or the database is missing)
+    "parse_error",      # sqlglot cannot parse the gold query
+    "unsupported",      # a construct the decompiler cannot express in pipe syntax
+    "lowering_error",   # the pipe query does not lower to SQLite
+    "exec_error",       # the lowered pipe query fails on the database
+    "timeout",          # gold or pipe query ran past golden_pairs.timeout_s
+    "mismatch",         # both ran; the results differ
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one example: a kept pair, or a rejection with its category."""
+
+    example: Example
+    pipe_sql: str | None = None
+    ops: tuple[str, ...] = ()
+    category: str | None = None   # None when kept
+    error: str | None = None
+
+    @property
+    def is_kept(self) -> bool:
+        return self.category is None
+
+    def to_json(self) -> dict[str, Any]:
+        row = self.example.to_json()
+        if self.is_kept:
+            return {**row, "pipe_sql": self.pipe_sql, "ops": list(self.ops)}
+        extra = {"pipe_sql": self.pipe_sql} if self.pipe_sql else {}
+        return {**row, **extra, "category": self.category, "error": self.error}
+
+
+@dataclass
+class GoldenResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def kept(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.is_kept]
+
+    def write(self, out_dir: Path) -> None:
+        """pairs.jsonl and rejected.jsonl, in input order, replacing out_dir only when both are done."""
+        with atomic_path(Path(out_dir)) as tmp:
+            tmp.mkdir(parents=True)
+            write_jsonl(tmp / PAIRS_FILE, (o.to_json() for o in self.outcomes if o.is_kept))
+            write_jsonl(tmp / REJECTED_FILE, (o.to_json() for o in self.outcomes if not o.is_kept))
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        total = len(self.outcomes)
+        rejected = Counter(o.category for o in self.outcomes if not o.is_kept)
+        kept = self.kept
+        checkable = total - rejected["gold_error"]
+        return {
+            "total": total,
+            "kept": len(kept),
+            "coverage": round(len(kept) / checkable, 4) if checkable else 0.0,
+            "rejected": {c: rejected[c] for c in CATEGORIES},
+            "operators": dict(sorted(Counter(op for o in kept for op in o.ops).items())),
+            "pairs_by_num_operators": {
+                str(n): c for n, c in sorted(Counter(len(o.ops) for o in kept).items())
+            },
+        }
+
+
+def build_golden_pairs(
+    examples: Iterable[Example], raw_dir: Path, params: GoldenPairsParams, total: int | None = None
+) -> GoldenResult:
+    """Decompile and validate every example in parallel; outcomes keep the input order.
+
+    The input is streamed to the workers, and `imap` hands results back in input order, so the
+    output files are the same whatever the number of workers.
+    """
+    workers = params.workers or os.cpu_count() or 1
+    check = partial(validate_example, raw_dir=Path(raw_dir), params=params)
+    bar = tqdm(total=total, desc="golden pairs", unit="query", mininterval=1.0)
+    result = GoldenResult()
+    with bar:
+        for outcome in _map(check, examples, workers):
+            result.outcomes.append(outcome)
+            bar.update()
+    return result
+
+
+def validate_example(example: Example, raw_dir: Path, params: GoldenPairsParams) -> Outcome:
+    """Gold runs → decompile → lower → pipe runs → results equal; the first failure is the verdict."""
+    db_path = database_path(raw_dir, example.db_id)
+    if not db_path.exists():
+        return Outcome(example, category="gold_error", error=f"database not found: {db_path}")
+    run = partial(execute_safely, db_path, timeout_s=params.timeout_s, max_rows=params.max_rows)
+    try:
+        gold = run(example.gold_sql)
+    except ExecutionError as e:
+        category = "timeout" if e.category == "timeout" else "gold_error"
+        return Outcome(example, category=category, error=f"gold: {e}")
+    try:
+        pipe_sql = decompile(example.gold_sql)
+    except DecompileError as e:
+        return Outcome(example, category=e.category, error=str(e))
+    except Exception as e:  # a sqlglot internal error must not stop the stage
+        return Outcome(example, category="unsupported", error=f"{type(e).__name__}: {e}")
+    try:
+        lowered = lower_to_sqlite(pipe_sql)
+        ops = tuple(operator_name(op) for op in split_operators(pipe_sql))
+    except Exception as e:  # LoweringError, or sqlglot failing on our own output
+        kind = "" if isinstance(e, LoweringError) else f"{type(e).__name__}: "
+        return Outcome(example, pipe_sql, category="lowering_error", error=f"{kind}{e}")
+    try:
+        pred = run(lowered)
+    except ExecutionError as e:
+        return Outcome(example, pipe_sql, category=e.category, error=f"pipe: {e}")
+    if gold.truncated:
+        return Outcome(example, pipe_sql, category="mismatch",
+                       error=f"gold result exceeds golden_pairs.max_rows={params.max_rows}")
+    if not results_match(gold, pred, ordered=is_ordered(example.gold_sql), float_tol=params.float_tol):
+        return Outcome(example, pipe_sql, category="mismatch",
+                       error=f"gold {len(gold.rows)} rows, pipe {len(pred.rows)} rows differ")
+    return Outcome(example, pipe_sql, ops)
+
+
+def _map(fn: Any, items: Iterable[Example], workers: int) -> Iterator[Outcome]:
+    if workers == 1:
+        yield from map(fn, items)
+        return
+    # fork: workers inherit the imported sqlglot instead of re-importing it (start-up cost).
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(workers) as pool:
+        yield from pool.imap(fn, items, chunksize=16)
