@@ -185,24 +185,26 @@ ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 
 class LoraParams(Strict):
-    r: int = Field(16, gt=0, le=4096)
-    alpha: float = Field(32.0, gt=0)                # updates are scaled by alpha / r
-    dropout: float = Field(0.05, ge=0, lt=1)
+    """Defaults: the offline scratch model (see params.yaml); a hub model takes r 16, alpha 32."""
+
+    r: int = Field(64, gt=0, le=4096)
+    alpha: float = Field(128.0, gt=0)               # updates are scaled by alpha / r
+    dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: tuple[str, ...] = Field(ALL_PROJECTIONS, min_length=1)
     # trained in full and saved inside the adapter (a scratch model's random embeddings)
-    modules_to_save: tuple[str, ...] = ()
+    modules_to_save: tuple[str, ...] = ("embed_tokens",)
 
 
 class OptimParams(Strict):
-    learning_rate: float = Field(2e-4, gt=0, le=1)
+    learning_rate: float = Field(3e-3, gt=0, le=1)
     lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
-    warmup_fraction: float = Field(0.03, ge=0, lt=1)  # of the optimizer steps, always a fraction
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)  # of the optimizer steps, always a fraction
     weight_decay: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
     batch_size: int = Field(8, gt=0)                # rows per device per micro-step
     gradient_accumulation_steps: int = Field(1, gt=0)
     epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, gt=0)       # optimizer steps; null = run `epochs`
+    max_steps: int | None = Field(100, gt=0)        # optimizer steps; null = run `epochs`
 
 
 class GuardParams(Strict):
@@ -223,7 +225,10 @@ class TrainParams(Strict):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 > fp16 on GPU, fp32 on CPU
     gradient_checkpointing: bool = False            # less activation memory, ~30% more compute
     attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
-    packing: bool = True                            # no attention across packed samples either way
+    # Packed rows never attend across samples (position ids restart; flash_attention_2's varlen
+    # kernel, or a block mask for sdpa/eager). auto: packed with flash_attention_2 only, since the
+    # block mask costs attention over whole rows (slower than grouping by length on CPU).
+    packing: bool | Literal["auto"] = "auto"
     packed_length: int = Field(2048, gt=0)          # tokens per packed row; >= the longest sample
     launch: Literal["cpu", "cpu_ddp", "gpu", "multi_gpu", "deepspeed_zero2"] = "cpu"
     processes: int | None = Field(None, gt=0)       # null: 2 for cpu_ddp, every GPU for multi_gpu
@@ -233,9 +238,9 @@ class TrainParams(Strict):
     checkpoint_uri: str | None = Field(None, pattern=r"^s3://[^/]+")  # each checkpoint uploaded here
     logging_steps: int = Field(1, gt=0)
     eval_steps: int = Field(50, gt=0)
-    eval_max_samples: int | None = Field(256, gt=0)  # the dev split's first N; null = all
+    eval_max_samples: int | None = Field(128, gt=0)  # the dev split's first N; null = all
     eval_batch_size: int = Field(16, gt=0)
-    save_steps: int = Field(50, gt=0)
+    save_steps: int = Field(25, gt=0)
     save_total_limit: int = Field(3, ge=2)          # >= 2: a kill during a save leaves a complete one
 
     @model_validator(mode="after")
@@ -250,6 +255,60 @@ class TrainParams(Strict):
         return self
 
 
+# ---------------------------------------------------------------- eval
+
+
+class GenerationParams(Strict):
+    """How queries are generated, by the eval stage and by `pipesql predict` alike."""
+
+    batch_size: int = Field(32, gt=0)               # prompts per forward pass
+    max_steps: int = Field(16, gt=0)                # incremental: generate calls per query, END included
+    max_new_tokens_step: int = Field(128, gt=0)     # incremental: one operator (reasoning needs more)
+    max_new_tokens_full: int = Field(512, gt=0)     # full: the whole answer
+    prefix_cache: bool = True                       # compute each schema's KV cache once, reuse it
+    do_sample: bool = False                         # false: greedy, or beam search with num_beams > 1
+    temperature: float = Field(1.0, gt=0)           # sampling only
+    top_p: float = Field(1.0, gt=0, le=1)           # sampling only
+    top_k: int = Field(0, ge=0)                     # sampling only; 0 = off
+    num_beams: int = Field(1, gt=0)
+    seed: int = 0                                   # sampling only
+
+
+class EvalParams(Strict):
+    protocol: Literal["auto", "incremental", "full"] = "auto"  # auto: as tokenize.mode (both: incremental)
+    max_examples: int | None = Field(None, gt=0)    # the first N test pairs; null = all
+    print_examples: int = Field(3, ge=0)            # predictions shown in the log
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 > fp16 on GPU, fp32 on CPU
+    generation: GenerationParams = GenerationParams()
+    teacher_forced_batch_size: int = Field(8, gt=0)
+    timeout_s: float = Field(5.0, gt=0)             # per query execution, gold and predicted alike
+    max_rows: int = Field(100_000, gt=0)            # a result cut at this size never matches
+    float_tol: float = Field(1e-6, ge=0)            # relative tolerance, as golden_pairs compares
+
+
+# ---------------------------------------------------------------- merge
+
+
+class MergeTolerance(Strict):
+    """The largest logit difference allowed between models/merged and base + adapter, per dtype.
+
+    It covers the cast to merge.dtype as well as the merge: what a user of the merged model gets.
+    Measured on the default scratch model: fp32 2e-6, fp16 3e-3, bf16 2e-2; a deep hub model's
+    larger logits round further, while a lost or corrupt adapter moves logits by whole units.
+    """
+
+    fp32: float = Field(1e-3, gt=0)
+    fp16: float = Field(0.25, gt=0)
+    bf16: float = Field(1.0, gt=0)
+
+
+class MergeParams(Strict):
+    dtype: Literal["bf16", "fp16", "fp32"] = "fp32"  # of the saved weights; the merge runs in fp32
+    check_prompts: int = Field(4, gt=0)             # test samples the logits are compared on
+    check_max_tokens: int = Field(512, gt=0)        # each cut to its first N tokens
+    tolerance: MergeTolerance = MergeTolerance()
+
+
 # ---------------------------------------------------------------- loading
 
 SECTIONS: dict[str, type[Strict]] = {
@@ -257,6 +316,8 @@ SECTIONS: dict[str, type[Strict]] = {
     "golden_pairs": GoldenPairsParams,
     "tokenize": TokenizeParams,
     "train": TrainParams,
+    "eval": EvalParams,
+    "merge": MergeParams,
 }
 
 M = TypeVar("M", bound=Strict)

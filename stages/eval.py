@@ -1,0 +1,46 @@
+"""eval stage: teacher-forced figures, then generated queries scored by execution, on the test split.
+
+    python -m stages.eval models/base models/adapter data/samples data/raw \\
+        --predictions data/eval/predictions.jsonl --plots metrics/eval_plots
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipesql.io import write_metrics
+from pipesql.params import EvalParams, TokenizeParams, load_section
+from pipesql.stage import run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Evaluate base + adapter on the test split.")
+    parser.add_argument("base_dir", type=Path)
+    parser.add_argument("adapter_dir", type=Path)
+    parser.add_argument("samples_dir", type=Path, help="tokenize's output: test split, test_pairs.jsonl")
+    parser.add_argument("raw_dir", type=Path, help="the databases")
+    parser.add_argument("--predictions", type=Path, required=True, help="one JSON row per test query")
+    parser.add_argument("--plots", type=Path, required=True, help="directory of dvc plot files")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args()
+    params: EvalParams = load_section("eval", args.params)
+    # the schema text of every prompt is built as tokenize built it, from its section
+    tokenize_params: TokenizeParams = load_section("tokenize", args.params)
+
+    from pipesql.evaluation.run import evaluate  # torch: imported once the params are known good
+
+    result = evaluate(params, tokenize_params, args.base_dir, args.adapter_dir, args.samples_dir, args.raw_dir)
+    result.write(args.predictions, args.plots)
+    write_metrics("eval", result.metrics)
+    m = result.metrics
+    if params.print_examples:
+        print(result.show(params.print_examples))
+    print(f"{m['examples']} test queries, {m['protocol']}: execution accuracy {m['execution_accuracy']:.2%},"
+          f" exact match {m['exact_match']:.2%}, valid {m['valid_rate']:.2%}, lowered {m['lowered_rate']:.2%};"
+          f" errors {m['errors']}; teacher-forced loss {m['loss']}, token accuracy {m['token_accuracy']};"
+          f" {m['generation']['queries_per_s']} queries/s")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,197 @@
+"""The eval stage on the tiny project: test pairs and their gold, scripted generation scored into
+metrics and plots, teacher-forced figures, and the stage script end to end on a trained model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from evaluation.tinyrun import TinyProject
+from pipesql.evaluation.generate import Messages
+from pipesql.evaluation.model import load_model
+from pipesql.evaluation.run import (
+    generate_queries,
+    read_test_examples,
+    read_test_samples,
+    report,
+    resolve_protocol,
+    score_examples,
+)
+from pipesql.evaluation.teacher_forced import teacher_forced
+from pipesql.io import DataError
+from pipesql.params import EvalParams, GenerationParams
+from pipesql.prompts import END_MARKER
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# the tiny project's four test questions, and how the scripted model answers each
+SCRIPTS = {
+    "How many singers are there?": ["FROM singer", "AGGREGATE COUNT(*)", END_MARKER],            # correct
+    "What are the names of singers from France?":                                                 # the cap
+        ["FROM singer", "WHERE country = 'France'", "SELECT name"],
+    "List the species by number of legs, most first.":                                            # order
+        ["FROM animal", "ORDER BY legs", "SELECT species", END_MARKER],
+    "How many animals have four legs?": ["FROM animal", "COUNT legs", END_MARKER],                # parse
+}
+
+
+def scripted(prompts: Sequence[Messages], max_new_tokens: int) -> list[str]:
+    replies = []
+    for messages in prompts:
+        user = messages[1]["content"]
+        question = user.split("\n")[0].removeprefix("Question: ")
+        so_far = user.split("Query so far:")[1]
+        step = 0 if so_far == " (empty)" else so_far.count("\n")
+        script = SCRIPTS[question]
+        replies.append(script[min(step, len(script) - 1)])
+    return replies
+
+
+def test_scripted_answers_become_metrics_predictions_and_plots(project: TinyProject) -> None:
+    params = EvalParams(generation=GenerationParams(max_steps=5))
+    examples = read_test_examples(project.samples, project.raw, params, progress=False)
+    schemas = {ex.row["db_id"]: "CREATE TABLE x (y INT);" for ex in examples}
+    generations = generate_queries(examples, schemas, scripted, "incremental", params.generation, progress=False)
+    scores = score_examples(examples, generations, params, progress=False)
+    result = report(examples, generations, scores, "incremental")
+
+    m = result.metrics
+    assert [p["status"] for p in result.predictions] == ["correct", "correct", "mismatch", "parse"]
+    assert (m["examples"], m["valid_rate"], m["lowered_rate"]) == (4, 0.75, 0.75)
+    assert (m["execution_accuracy"], m["exact_match"], m["unfinished"]) == (0.5, 0.25, 1)
+    assert m["errors"] == {"parse": 1, "lowering": 0, "execution": 0, "timeout": 0, "mismatch": 1}
+    assert list(m["by_difficulty"]) == ["easy", "medium"]
+    assert m["by_difficulty"]["easy"]["execution_accuracy"] == 1.0
+    assert m["by_difficulty"]["medium"] | {} == {
+        "examples": 2, "valid_rate": 0.5, "lowered_rate": 0.5, "execution_accuracy": 0.0, "exact_match": 0.0,
+    }
+    assert {k: v["examples"] for k, v in m["by_num_ops"].items()} == {"2": 1, "3": 3}
+    assert result.plots["execution_accuracy_by_difficulty"] == [
+        {"difficulty": "easy", "execution_accuracy": 1.0, "examples": 2},
+        {"difficulty": "medium", "execution_accuracy": 0.0, "examples": 2},
+    ]
+
+    capped = result.predictions[1]
+    assert capped["prediction"] == "FROM singer\n|> WHERE country = 'France'\n|> SELECT name\n|> SELECT name\n|> SELECT name"
+    assert (capped["finished"], capped["steps"], capped["exact_match"]) == (False, 5, False)
+    parse = result.predictions[3]
+    assert parse["question"] == "How many animals have four legs?"
+    assert parse["gold"] == "FROM animal |> WHERE legs = 4 |> AGGREGATE COUNT(*)"
+    assert parse["error"].startswith("step 1: not a pipe operator")
+    assert "How many singers are there?" in result.show(2) and "legs" not in result.show(2)
+
+
+def test_outputs_are_written_whole(project: TinyProject, tmp_path: Path) -> None:
+    params = EvalParams()
+    examples = read_test_examples(project.samples, project.raw, params, progress=False)
+    generations = generate_queries(examples, {ex.row["db_id"]: "" for ex in examples}, scripted,
+                                   "incremental", params.generation, progress=False)
+    result = report(examples, generations, score_examples(examples, generations, params, progress=False),
+                    "incremental")
+    result.write(tmp_path / "eval" / "predictions.jsonl", tmp_path / "plots")
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["ex-0", "ex-1", "ex-2", "ex-3"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "execution_accuracy_by_difficulty.json", "execution_accuracy_by_num_ops.json",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval", "plots"]  # no temporary left
+
+
+def test_max_examples_caps_the_test_pairs(project: TinyProject) -> None:
+    examples = read_test_examples(project.samples, project.raw, EvalParams(max_examples=2), progress=False)
+    assert [ex.row["id"] for ex in examples] == ["ex-0", "ex-1"]
+    assert examples[1].gold.result.rows == (("Anna",), ("Chloe",))
+
+
+def test_test_pairs_that_cannot_be_scored_stop_the_stage_first(project: TinyProject, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"test_pairs.jsonl: not found; run 'dvc repro tokenize' first"):
+        read_test_examples(tmp_path, project.raw, EvalParams(), progress=False)
+    lines = (project.samples / "test_pairs.jsonl").read_text().splitlines()
+    broken = json.loads(lines[1]) | {"gold_sql": "SELECT name FROM singers"}
+    (tmp_path / "test_pairs.jsonl").write_text("\n".join([lines[0], json.dumps(broken)]) + "\n")
+    with pytest.raises(DataError, match=r"test_pairs.jsonl:2: gold SQL fails on .*concert.sqlite: no such table"):
+        read_test_examples(tmp_path, project.raw, EvalParams(), progress=False)
+
+
+@pytest.mark.parametrize(("protocol", "mode", "resolved"), [
+    ("auto", "incremental", "incremental"), ("auto", "both", "incremental"), ("auto", "full", "full"),
+    ("full", "incremental", "full"), ("incremental", "full", "incremental"),
+])
+def test_protocol_follows_what_tokenize_trained(protocol: str, mode: str, resolved: str) -> None:
+    assert resolve_protocol(protocol, mode) == resolved
+
+
+def test_teacher_forced_figures_are_the_models_own_loss(project: TinyProject, random_lora: Path) -> None:
+    model, tokenizer = load_model(project.base, random_lora, "fp32")
+    samples = read_test_samples(project.samples, {"ex-0", "ex-2"})
+    assert len(samples) == 3 + 4  # operators + END per pair
+    figures = teacher_forced(model, samples, batch_size=3, pad_id=tokenizer.pad_token_id, progress=False)
+    losses, correct, tokens = [], 0, 0
+    with torch.no_grad():
+        for s in samples:  # one at a time, no padding, the model's own shifted loss
+            ids, labels = torch.tensor([s.input_ids]), torch.tensor([s.labels])
+            out = model(input_ids=ids, labels=labels)
+            n = int((labels[0, 1:] != -100).sum())
+            losses.append(float(out.loss) * n)
+            predicted = out.logits[0, :-1].argmax(-1)
+            correct += int(((predicted == labels[0, 1:]) & (labels[0, 1:] != -100)).sum())
+            tokens += n
+    assert figures["tokens"] == tokens and figures["samples"] == 7
+    assert figures["loss"] == pytest.approx(sum(losses) / tokens, abs=1e-4)
+    assert figures["perplexity"] == pytest.approx(torch.tensor(sum(losses) / tokens).exp().item(), rel=1e-3)
+    assert figures["token_accuracy"] == pytest.approx(correct / tokens, abs=1e-4)
+    assert list(figures["by_kind"]) == ["incremental"]
+
+
+@pytest.mark.slow
+def test_the_eval_stage_end_to_end(project: TinyProject, trained_lora: Path, tmp_path: Path) -> None:
+    """`python -m stages.eval` on the trained tiny model: every test query right, files in place."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["tokenize"] = project.tokenize_params.model_dump(mode="json", by_alias=True)
+    params["eval"]["print_examples"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}  # see tinyrun.one_thread
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.eval", str(project.base), str(trained_lora), str(project.samples),
+         str(project.raw), "--predictions", "data/eval/predictions.jsonl", "--plots", "metrics/eval_plots"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics" / "eval.json").read_text())
+    assert metrics["execution_accuracy"] == 1.0 and metrics["exact_match"] == 1.0
+    assert metrics["token_accuracy"] == 1.0 and metrics["loss"] < 0.1
+    assert metrics["generation"]["cached_prefixes"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "data" / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["prediction"] for r in rows] == [
+        "FROM singer\n|> AGGREGATE COUNT(*)",
+        "FROM singer\n|> WHERE country = 'France'\n|> SELECT name",
+        "FROM animal\n|> ORDER BY legs DESC\n|> SELECT species",
+        "FROM animal\n|> WHERE legs = 4\n|> AGGREGATE COUNT(*)",
+    ]
+    plots = json.loads((tmp_path / "metrics" / "eval_plots" / "execution_accuracy_by_num_ops.json").read_text())
+    assert plots == [{"num_ops": "2", "execution_accuracy": 1.0, "examples": 1},
+                     {"num_ops": "3", "execution_accuracy": 1.0, "examples": 3}]
+    assert "[ex-1] easy, 3 operators: correct" in proc.stdout
+    assert "execution accuracy 100.00%" in proc.stdout
+
+
+def test_the_eval_stage_names_a_missing_adapter(project: TinyProject, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.eval", str(project.base), str(tmp_path / "nope"), str(project.samples),
+         str(project.raw), "--predictions", "p.jsonl", "--plots", "plots"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().endswith("adapter_config.json not found; run 'dvc repro train' first")
+    assert not (tmp_path / "metrics").exists()

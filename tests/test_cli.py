@@ -1,0 +1,118 @@
+"""`pipesql predict` end to end on a freshly trained tiny model: query, lowering, rows.
+
+The model (tests/evaluation/tinyrun.py) is trained until it answers the tiny project's questions,
+so the printed query and rows are known; with --adapter, with a merged model, and as a command.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evaluation.tinyrun import DATABASES, TinyProject, one_thread, tiny_project, trained_adapter
+from pipesql.cli import main
+from pipesql.merge import merge_adapter
+from pipesql.params import MergeParams
+from pipesql.sources.raw import database_path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ANSWER = """-- pipe SQL
+FROM singer
+|> WHERE country = 'France'
+|> SELECT name
+-- SQLite
+WITH __tmp1 AS (SELECT name FROM singer WHERE country = 'France') SELECT * FROM __tmp1
+-- result
+name
+Anna
+Chloe
+(2 rows)
+"""
+QUESTION = "What are the names of singers from France?"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> TinyProject:
+    return tiny_project(tmp_path_factory.getbasetemp() / "tiny")
+
+
+@pytest.fixture(scope="module")
+def adapter(project: TinyProject) -> Path:
+    return trained_adapter(project, project.root / "models" / "adapter")
+
+
+@pytest.fixture(scope="module")
+def params(project: TinyProject) -> Path:
+    """The tiny project's tokenize settings (its schema text), eval's defaults."""
+    path = project.root / "predict_params.yaml"
+    tokenize = project.tokenize_params.model_dump(mode="json", by_alias=True)
+    path.write_text(yaml.safe_dump({"tokenize": tokenize, "eval": {"dtype": "fp32"}}))
+    return path
+
+
+def _predict(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    code = main(["predict", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_predict_with_the_adapter(project: TinyProject, adapter: Path, params: Path, capsys) -> None:
+    db = database_path(project.raw, "concert")
+    code, out, _ = _predict(capsys, "--model", project.base, "--adapter", adapter, "--db", db,
+                            "--params", params, QUESTION)
+    assert (code, out) == (0, ANSWER)
+    # without --model, the base is the one the adapter was trained on
+    code, out, _ = _predict(capsys, "--adapter", adapter, "--db", db, "--params", params, QUESTION)
+    assert (code, out) == (0, ANSWER)
+
+
+@pytest.mark.slow
+def test_predict_with_the_merged_model(project: TinyProject, adapter: Path, params: Path, tmp_path: Path) -> None:
+    merge_adapter(project.base, adapter, project.samples, tmp_path / "merged", MergeParams())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see tinyrun.one_thread
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipesql.cli", "predict", "--model", str(tmp_path / "merged"),
+         "--db", str(database_path(project.raw, "concert")), "--params", str(params), "--rows", "1", QUESTION],
+        capture_output=True, text=True, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == ANSWER.replace("Chloe\n(2 rows)", "(2 rows, first 1 shown)")
+
+
+@pytest.mark.slow
+def test_a_query_that_fails_on_the_database(project: TinyProject, adapter: Path, params: Path,
+                                            tmp_path: Path, capsys) -> None:
+    """The concert database with its country column collated by a function only its writer had:
+    the same schema text, so the same answer, and a query SQLite cannot run: exit 1, its reason."""
+    db = tmp_path / "concert.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.create_collation("custom", lambda a, b: (a > b) - (a < b))
+        conn.executescript(DATABASES["concert"].replace("country TEXT", "country TEXT COLLATE custom"))
+    conn.close()
+    code, out, _ = _predict(capsys, "--adapter", adapter, "--db", db, "--params", params, QUESTION)
+    assert code == 1
+    assert out == ANSWER.split("-- result")[0] + "-- execution error: no such collation sequence: custom\n"
+
+
+def test_predict_needs_a_model_and_a_database(project: TinyProject, tmp_path: Path, capsys) -> None:
+    code, out, err = _predict(capsys, "--db", database_path(project.raw, "zoo"), "How many?")
+    assert (code, out) == (2, "")
+    assert "error: give --model (a merged model or a base), --adapter, or both" in err
+    code, _, err = _predict(capsys, "--model", project.base, "--db", tmp_path / "none.sqlite", "How many?")
+    assert code == 2 and f"error: {tmp_path / 'none.sqlite'}: no such database file" in err
+    code, _, err = _predict(capsys, "--adapter", tmp_path, "--db", database_path(project.raw, "zoo"), "How?")
+    assert code == 2 and "adapter_config.json not found; run 'dvc repro train' first" in err
