@@ -12,7 +12,7 @@ PIP    := $(BIN)/python -m pip
 # Stages run `python stages/...`: the venv's python must be the one on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test test-fast bench
+.PHONY: setup repro test test-fast
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,3 @@ test: setup
 
 test-fast: setup
 	pytest -m "not slow"
-
-bench: setup
-	python benchmarks/run.py
