@@ -1,0 +1,121 @@
+"""Training throughput with and without packing, on the same samples and model, through `train()`.
+
+    python benchmarks/train_throughput.py --samples data/samples --base models/base --steps 40
+    python benchmarks/train_throughput.py ... --launch gpu --attn flash_attention_2 --json out.json
+
+Tokens per second counts real (non-padding) tokens, as TRL's `num_tokens` does, between the end
+of the warm-up steps and the last step: model loading, dataset preparation and evaluation are
+outside the window. Unpacked batches are grouped by length; packed rows hold `--packed-length`
+tokens, and `--packed-batch-size` rows are concatenated into one padding-free sequence per step.
+With --repeats, the modes alternate and the ratio compares each mode's best run: other load on
+the machine only ever slows a run down. Prints a JSON summary (and writes it with --json).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# benchmarks/tokenize.py would shadow the stdlib `tokenize` (imported by inspect, linecache),
+# since Python puts the script's folder first on sys.path.
+if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
+    del sys.path[0]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments  # noqa: E402
+
+from pipesql.params import TrainParams  # noqa: E402
+from pipesql.training.train import train  # noqa: E402
+
+
+class Throughput(TrainerCallback):
+    """(seconds, tokens) at each training log; steps before `warmup` are left out."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.marks: list[tuple[float, float]] = []
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if logs and "loss" in logs and state.global_step >= self.warmup:
+            self.marks.append((time.perf_counter(), logs["num_tokens"]))
+
+    def tokens_per_s(self) -> float:
+        (t0, n0), (t1, n1) = self.marks[0], self.marks[-1]
+        return (n1 - n0) / (t1 - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=Path, required=True, help="a tokenize-stage DatasetDict")
+    parser.add_argument("--base", type=Path, required=True, help="a model directory")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
+    parser.add_argument("--batch-size", type=int, default=8, help="samples per step, unpacked")
+    parser.add_argument("--packed-batch-size", type=int, default=1, help="packed rows per step")
+    parser.add_argument("--packed-length", type=int, default=2048)
+    parser.add_argument("--launch", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "flash_attention_2", "eager"])
+    parser.add_argument("--repeats", type=int, default=1, help="runs per mode, interleaved")
+    parser.add_argument("--json", type=Path, help="also write the summary here")
+    args = parser.parse_args()
+
+    runs: dict[str, list[float]] = {"unpacked": [], "packed": []}
+    for _ in range(args.repeats):
+        for mode in runs:
+            runs[mode].append(_measure(args, packing=mode == "packed"))
+    best = {mode: max(values) for mode, values in runs.items()}
+    summary = {
+        "device": torch.cuda.get_device_name() if args.launch == "gpu" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "samples": str(args.samples),
+        "base": str(args.base),
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "unpacked": {"batch_size": args.batch_size, "tokens_per_s": runs["unpacked"]},
+        "packed": {"batch_size": args.packed_batch_size, "packed_length": args.packed_length,
+                   "tokens_per_s": runs["packed"]},
+        "ratio_packed_over_unpacked": round(best["packed"] / best["unpacked"], 3),
+    }
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+def _measure(args: argparse.Namespace, packing: bool) -> float:
+    params = TrainParams.model_validate({
+        "launch": args.launch,
+        "attn_implementation": args.attn,
+        "packing": packing,
+        "packed_length": args.packed_length,
+        "optim": {"max_steps": args.steps, "batch_size": args.packed_batch_size if packing else args.batch_size},
+        "logging_steps": 1,
+        "eval_steps": args.steps,
+        "save_steps": args.steps,
+        "eval_max_samples": 8,
+        "guard": {"enabled": False},
+    })
+    meter = Throughput(args.warmup)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        train(params, args.samples, args.base, root / "adapter", root / "checkpoints", callbacks=[meter])
+    return round(meter.tokens_per_s(), 1)
+
+
+if __name__ == "__main__":
+    main()

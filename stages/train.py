@@ -1,0 +1,70 @@
+"""train stage: a LoRA/QLoRA adapter for models/base, fine-tuned on data/samples with TRL.
+
+    python stages/train.py data/samples models/base models/adapter \\
+        --checkpoints checkpoints/train --plots dvclive/train
+
+Started plainly, it replaces itself with the launcher `train.launch` names (accelerate launch
+with configs/accelerate/<launch>.yaml, or torchrun for several CPU processes); the launched
+processes train, and only the main one writes metrics/train.json.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# stages/tokenize.py would shadow the stdlib `tokenize` (imported by inspect, linecache) for any
+# script run from stages/, since Python puts the script's folder first on sys.path.
+if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
+    del sys.path[0]
+
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from pipesql.io import write_metrics  # noqa: E402
+from pipesql.params import TrainParams, load_section  # noqa: E402
+from pipesql.stage import run_stage  # noqa: E402
+from pipesql.training.launch import CONFIG_DIR, child_env, is_launched, launch_command  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fine-tune the base model on the samples.")
+    parser.add_argument("samples_dir", type=Path)
+    parser.add_argument("base_dir", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--checkpoints", type=Path, required=True, help="kept across reruns")
+    parser.add_argument("--plots", type=Path, help="dvclive directory for per-step plots")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--launch-configs", type=Path, default=CONFIG_DIR)
+    args = parser.parse_args()
+    params: TrainParams = load_section("train", args.params)
+
+    if not is_launched():
+        gpus = 0
+        if params.launch in ("multi_gpu", "deepspeed_zero2") and params.processes is None:
+            import torch
+
+            gpus = torch.cuda.device_count()
+        command = launch_command(
+            params.launch, params.processes, Path(__file__), sys.argv[1:], args.launch_configs, gpus
+        )
+        print("launching:", " ".join(command), flush=True)
+        os.execve(command[0], command, child_env())  # signals reach the launcher, then the trainers
+
+    from accelerate import PartialState
+
+    from pipesql.training.train import TrainingDiverged, train
+
+    try:
+        metrics = train(params, args.samples_dir, args.base_dir, args.out_dir, args.checkpoints, args.plots)
+    except TrainingDiverged as e:
+        sys.exit(f"error: {e}")
+    if PartialState().is_main_process:
+        write_metrics("train", metrics)
+        print(f"step {metrics['steps']}: eval loss {metrics['eval_loss_first']:.3f} ->"
+              f" {metrics['eval_loss']:.3f}, {metrics['tokens_per_s']} tokens/s,"
+              f" {metrics['rollbacks']} rollback(s)")
+
+
+if __name__ == "__main__":
+    run_stage(main)

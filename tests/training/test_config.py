@@ -1,0 +1,205 @@
+"""Params -> Hugging Face configs, precision from hardware, launch commands, launch config files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipesql.params import ParamsError, TrainParams, load_section
+from pipesql.training.config import lora_config, packs, quantization_config, resolve_precision, sft_config
+from pipesql.training.launch import CONFIG_DIR, launch_command
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = REPO_ROOT / CONFIG_DIR
+
+
+def test_repo_params_yaml_train_section_is_valid() -> None:
+    params = load_section("train", REPO_ROOT / "params.yaml")
+    assert params.launch == "cpu" and params.quantization == "none"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"optim": {"learning_rate": 0}}, "train.optim.learning_rate: must be > 0"),
+        ({"lora": {"dropout": 1.0}}, "train.lora.dropout: must be < 1"),
+        ({"quantization": "3bit"}, "train.quantization"),
+        ({"lora": {"rank": 8}}, "train.lora.rank: unknown key"),
+        ({"save_steps": 5, "logging_steps": 2}, "save_steps (5) must be a multiple of logging_steps"),
+        ({"launch": "cpu", "processes": 2}, "processes must be 1"),
+        ({"checkpoint_uri": "gs://bucket/x"}, "train.checkpoint_uri"),
+        ({"save_total_limit": 1}, "train.save_total_limit: must be >= 2"),
+    ],
+)
+def test_bad_params_name_the_key(tmp_path: Path, body: dict, message: str) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"train": body}))
+    with pytest.raises(ParamsError) as info:
+        load_section("train", path)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("requested", "on_cpu", "cuda", "bf16", "expected"),
+    [
+        ("auto", True, False, False, "fp32"),
+        ("auto", True, True, True, "fp32"),     # a cpu launch on a GPU machine stays on CPU
+        ("auto", False, True, True, "bf16"),
+        ("auto", False, True, False, "fp16"),
+        ("bf16", True, False, False, "bf16"),   # CPU autocast has bf16
+        ("fp32", False, True, True, "fp32"),
+    ],
+)
+def test_precision_follows_hardware(requested: str, on_cpu: bool, cuda: bool, bf16: bool, expected: str) -> None:
+    assert resolve_precision(requested, on_cpu, cuda, bf16) == expected
+
+
+@pytest.mark.parametrize(
+    ("requested", "on_cpu", "cuda", "bf16", "message"),
+    [
+        ("fp16", True, False, False, "train.precision: fp16 needs a CUDA GPU"),
+        ("bf16", False, True, False, "train.precision: this GPU has no bf16"),
+        ("auto", False, False, False, "train.launch: a GPU profile, but no CUDA device"),
+    ],
+)
+def test_precision_the_hardware_cannot_honour_raises(
+    requested: str, on_cpu: bool, cuda: bool, bf16: bool, message: str
+) -> None:
+    with pytest.raises(ParamsError, match=message):
+        resolve_precision(requested, on_cpu, cuda, bf16)
+
+
+def test_lora_config_field_by_field(tiny_params: Callable[..., TrainParams]) -> None:
+    config = lora_config(tiny_params(lora={"r": 4, "alpha": 8.0, "modules_to_save": ["embed_tokens"]}))
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (4, 8.0, 0.0)
+    assert config.target_modules == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert config.modules_to_save == ["embed_tokens"]
+
+
+def test_quantization_configs(tiny_params: Callable[..., TrainParams]) -> None:
+    assert quantization_config(tiny_params(), "fp32") is None
+    nf4 = quantization_config(tiny_params(quantization="4bit"), "fp32")
+    assert nf4.load_in_4bit and nf4.bnb_4bit_quant_type == "nf4" and nf4.bnb_4bit_use_double_quant
+    assert nf4.bnb_4bit_compute_dtype == torch.bfloat16
+    assert quantization_config(tiny_params(quantization="4bit"), "fp16").bnb_4bit_compute_dtype == torch.float16
+    assert quantization_config(tiny_params(quantization="8bit"), "bf16").load_in_8bit
+
+
+def test_sft_config_maps_params(tiny_params: Callable[..., TrainParams], tmp_path: Path) -> None:
+    params = tiny_params(
+        packing=True,
+        optim={"learning_rate": 2.0e-4, "warmup_fraction": 0.1, "gradient_accumulation_steps": 4, "epochs": 2.0},
+    )
+    args = sft_config(params, tmp_path, "fp32", lr_scale=0.5, is_resuming=True)
+    assert args.learning_rate == pytest.approx(1e-4)
+    assert args.warmup_steps == 0.1 and args.gradient_accumulation_steps == 4 and args.max_steps == 8
+    assert args.packing and args.packing_strategy == "bfd" and args.max_length == 256
+    assert args.eval_packing is False and not args.eval_on_start  # resuming: the step-0 eval exists
+    assert args.logging_nan_inf_filter is False  # the guard must see NaN
+    assert args.use_cpu and not args.bf16 and not args.fp16 and args.report_to == []
+    unpacked = sft_config(tiny_params(), tmp_path, "fp32", lr_scale=1.0, is_resuming=False)
+    assert unpacked.max_length is None and unpacked.train_sampling_strategy == "group_by_length"
+    assert unpacked.eval_on_start
+
+
+@pytest.mark.parametrize(
+    ("launch", "processes", "gpus", "expected"),
+    [
+        ("cpu", None, 0, ["-m", "accelerate.commands.launch", "--config_file", "cpu.yaml"]),
+        ("cpu_ddp", None, 0, ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]),
+        ("cpu_ddp", 3, 0, ["--nproc_per_node=3"]),
+        ("gpu", None, 1, ["--config_file", "gpu.yaml"]),
+        ("multi_gpu", None, 4, ["--config_file", "multi_gpu.yaml", "--num_processes", "4"]),
+        ("deepspeed_zero2", 2, 8, ["--config_file", "deepspeed_zero2.yaml", "--num_processes", "2"]),
+    ],
+)
+def test_launch_commands(launch: str, processes: int | None, gpus: int, expected: list[str]) -> None:
+    command = launch_command(launch, processes, Path("stages/train.py"), ["a", "--b"], CONFIGS, gpus)
+    assert command[0] == sys.executable and command[-3:] == ["stages/train.py", "a", "--b"]
+    flat = [Path(part).name if part.endswith(".yaml") else part for part in command]
+    assert all(part in flat for part in expected), flat
+    start = flat.index(expected[0])
+    assert flat[start:start + len(expected)] == expected
+
+
+def test_multi_gpu_launch_without_gpus_names_the_key() -> None:
+    with pytest.raises(ParamsError, match="train.launch: 'multi_gpu' needs GPUs"):
+        launch_command("multi_gpu", None, Path("stages/train.py"), [], CONFIGS, gpu_count=0)
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu", "multi_gpu", "deepspeed_zero2"])
+def test_accelerate_configs_load_in_accelerate(profile: str) -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(CONFIGS / f"{profile}.yaml"))
+    assert config.mixed_precision == "no"  # train.precision decides, never the launcher
+    if profile == "deepspeed_zero2":
+        assert (REPO_ROOT / config.deepspeed_config["deepspeed_config_file"]).is_file()
+
+
+def test_deepspeed_json_loads_in_deepspeeds_parser(
+    tiny_params: Callable[..., TrainParams], tiny_base: Path, tmp_path: Path
+) -> None:
+    """The `auto` values are filled as the Trainer fills them, then DeepSpeed's own parser reads it."""
+    from deepspeed.runtime.config import DeepSpeedConfig
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+
+    raw = json.loads((CONFIGS / "deepspeed_zero2.json").read_text())
+    assert raw["zero_optimization"]["stage"] == 2 and "auto" in json.dumps(raw)
+    params = tiny_params(optim={"batch_size": 4, "gradient_accumulation_steps": 2, "max_grad_norm": 0.5})
+    args = sft_config(params, tmp_path, "bf16", lr_scale=1.0, is_resuming=False)
+    hf_config = HfTrainerDeepSpeedConfig(raw)
+    hf_config.trainer_config_process(args)
+    hf_config.trainer_config_finalize(args, AutoModelForCausalLM.from_pretrained(tiny_base), num_training_steps=8)
+    filled = hf_config.config
+    assert "auto" not in json.dumps(filled)
+    parsed = DeepSpeedConfig(filled)
+    assert parsed.zero_optimization_stage == 2 and parsed.bfloat16_config.enabled
+    assert parsed.train_micro_batch_size_per_gpu == 4 and parsed.gradient_accumulation_steps == 2
+    assert parsed.gradient_clipping == 0.5
+
+
+def test_launcher_side_imports_no_torch() -> None:
+    """The stage's parent process only builds a command line; torch loads in the launched ones."""
+    code = "import sys, pipesql.training, pipesql.training.launch; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("packing", "attn", "expected"),
+    [("auto", "sdpa", False), ("auto", "eager", False), ("auto", "flash_attention_2", True),
+     (True, "sdpa", True), (False, "flash_attention_2", False)],
+)
+def test_packing_auto_packs_only_with_varlen_attention(
+    tiny_params: Callable[..., TrainParams], packing: bool | str, attn: str, expected: bool
+) -> None:
+    assert packs(tiny_params(packing=packing, attn_implementation=attn)) is expected
+
+
+def test_samples_are_checked_before_training(
+    tiny_params: Callable[..., TrainParams], tiny_samples: Path, tmp_path: Path
+) -> None:
+    from datasets import load_from_disk
+
+    from pipesql.io import DataError
+    from pipesql.training.train import load_samples
+
+    train_set, eval_set, stats = load_samples(tiny_samples, tiny_params(eval_max_samples=4))
+    assert train_set.column_names == ["input_ids", "labels"] and len(eval_set) == 4
+    assert stats["samples"] == 48 and 0 < stats["labelled_tokens"] < stats["tokens"]
+    with pytest.raises(DataError, match="samples not found; run 'dvc repro tokenize' first"):
+        load_samples(tmp_path / "missing", tiny_params())
+    no_dev = load_from_disk(str(tiny_samples))
+    del no_dev["dev"]
+    no_dev.save_to_disk(tmp_path / "no_dev")
+    with pytest.raises(DataError, match="the 'dev' split is missing or empty"):
+        load_samples(tmp_path / "no_dev", tiny_params())

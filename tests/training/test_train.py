@@ -1,0 +1,283 @@
+"""End-to-end training of the tiny model on CPU: outputs, resume after SIGKILL, init_from, the
+divergence guard, packing, QLoRA on bitsandbytes' CPU backend, S3 uploads, two processes.
+
+Each run is a few optimizer steps of a 2-layer, 32-wide model, so the file stays near two minutes
+on 2 cores; the subprocess tests pay mostly for imports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
+
+from pipesql.params import ParamsError, TrainParams
+from pipesql.training.checkpoints import COMPLETE_MARKER, RUN_RECORD
+from pipesql.training.train import CONFIG_FILE, TrainingDiverged, train
+
+pytestmark = pytest.mark.slow
+REPO_ROOT = Path(__file__).resolve().parents[2]
+Params = Callable[..., TrainParams]
+
+
+def run(params: TrainParams, samples: Path, base: Path, root: Path, **kwargs: Any) -> dict[str, Any]:
+    return train(params, samples, base, root / "adapter", root / "checkpoints", root / "live", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def short_run(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("short")
+    return root, run(tiny_params(), tiny_samples, tiny_base, root)
+
+
+def test_short_run_learns_and_writes_everything(short_run: tuple[Path, dict]) -> None:
+    root, metrics = short_run
+    assert metrics["steps"] == 8 and metrics["world_size"] == 1 and metrics["precision"] == "fp32"
+    assert metrics["eval_loss"] < metrics["eval_loss_first"] - 0.1, metrics
+    assert metrics["rollbacks"] == 0 and metrics["divergence_events"] == []
+    assert 0 < metrics["trainable_parameters"] < metrics["parameters"]
+    adapter = root / "adapter"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "chat_template.jinja", CONFIG_FILE):
+        assert (adapter / name).is_file(), name
+    resolved = json.loads((adapter / CONFIG_FILE).read_text())
+    assert resolved["params"]["optim"]["max_steps"] == 8 and resolved["trainer_args"]["max_steps"] == 8
+    checkpoints = sorted(p.name for p in (root / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-4", "checkpoint-8"]
+    assert all((root / "checkpoints" / c / COMPLETE_MARKER).is_file() for c in checkpoints)
+
+
+def test_plots_have_one_row_per_logged_step(short_run: tuple[Path, dict]) -> None:
+    root, _ = short_run
+    plots = root / "live" / "plots" / "metrics"
+    for name, steps in {
+        "train/loss.tsv": list(range(1, 9)),
+        "train/learning_rate.tsv": list(range(1, 9)),
+        "train/grad_norm.tsv": list(range(1, 9)),
+        "train/token_accuracy.tsv": list(range(1, 9)),
+        "eval/loss.tsv": [0, 4, 8],
+        "eval/token_accuracy.tsv": [0, 4, 8],
+    }.items():
+        rows = (plots / name).read_text().splitlines()
+        assert rows[0].startswith("step\t") and [int(r.split("\t")[0]) for r in rows[1:]] == steps, name
+    assert not list((root / "live").rglob("dvc.yaml"))  # dvc.yaml of the project declares the plots
+
+
+def test_resume_after_sigkill_ends_at_the_right_step(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    params = tiny_params(optim={"max_steps": 12})
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DRIVER)
+    args = [sys.executable, str(driver), params.model_dump_json(), str(tiny_samples), str(tiny_base), str(tmp_path)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    marker = tmp_path / "checkpoints" / "checkpoint-4" / COMPLETE_MARKER
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no checkpoint-4 within 120 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "adapter").exists()
+    half_written = tmp_path / "checkpoints" / "checkpoint-10"  # what a kill during a save leaves
+    half_written.mkdir()
+    (half_written / "adapter_model.safetensors").write_bytes(b"partial")
+
+    metrics = run(params, tiny_samples, tiny_base, tmp_path)
+    assert metrics["resumed_from_step"] in (4, 8) and metrics["steps"] == 12
+    assert not half_written.exists()
+    losses = [int(r.split("\t")[0]) for r in (tmp_path / "live/plots/metrics/train/loss.tsv").read_text().splitlines()[1:]]
+    assert losses == list(range(1, 13))  # the plots hold the whole run, not only what followed the resume
+
+
+_DRIVER = """
+import sys, time
+from pathlib import Path
+from transformers import TrainerCallback
+from pipesql.params import TrainParams
+from pipesql.training.train import train
+
+class Slow(TrainerCallback):  # steps after the first checkpoint take long enough to be killed in
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= 4:
+            time.sleep(0.5)
+
+params, samples, base, root = TrainParams.model_validate_json(sys.argv[1]), *map(Path, sys.argv[2:])
+train(params, samples, base, root / "adapter", root / "checkpoints", root / "live", callbacks=[Slow()])
+"""
+
+
+def test_init_from_starts_at_step_zero_with_the_adapters_weights(
+    short_run: tuple[Path, dict], tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    root, first = short_run
+    params = tiny_params(init_from=str(root / "adapter"), optim={"max_steps": 2, "learning_rate": 1.0e-4})
+    metrics = run(params, tiny_samples, tiny_base, tmp_path)
+    assert metrics["steps"] == 2 and metrics["resumed_from_step"] is None
+    assert metrics["eval_loss_first"] == pytest.approx(first["eval_loss"], rel=1e-4)  # its weights
+    state = json.loads((tmp_path / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    first_step = next(h for h in state["log_history"] if "loss" in h)
+    assert first_step["learning_rate"] == pytest.approx(1e-4)  # a fresh schedule, not the adapter's
+
+    mismatched = tiny_params(init_from=str(root / "adapter"), lora={"r": 4})
+    with pytest.raises(ParamsError, match=r"train.lora: does not match the adapter .* r: adapter 8, params 4"):
+        run(mismatched, tiny_samples, tiny_base, tmp_path / "other")
+
+
+class InjectFault(TrainerCallback):
+    """Once, before optimizer step `step`: NaN into the adapter, or noise into the embeddings.
+
+    The same object serves every attempt, so the rolled-back run meets no second fault.
+    """
+
+    def __init__(self, step: int, kind: str) -> None:
+        self.step, self.kind, self.fired = step, kind, False
+
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
+    ) -> None:
+        if self.fired or state.global_step != self.step - 1:
+            return
+        self.fired = True
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if self.kind == "nan" and "lora_B" in name:
+                    param.fill_(math.nan)
+                elif self.kind == "spike" and "embed_tokens" in name:
+                    param.add_(torch.randn_like(param) * 20)
+
+
+@pytest.mark.parametrize(("kind", "reason"), [("nan", "loss is nan"), ("spike", "x its moving average")])
+def test_guard_rolls_back_and_recovers(
+    kind: str, reason: str, tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    params = tiny_params(optim={"max_steps": 10}, guard={"window": 3, "spike_factor": 2.0, "lr_factor": 0.5})
+    metrics = run(params, tiny_samples, tiny_base, tmp_path, callbacks=[InjectFault(6, kind)])
+    [event] = metrics["divergence_events"]
+    assert event["step"] == 6 and reason in event["reason"]
+    assert event["rolled_back_to"] == 4 and event["lr_scale"] == 0.5 and metrics["lr_scale"] == 0.5
+    assert metrics["steps"] == 10 and math.isfinite(metrics["train_loss"])
+    assert metrics["eval_loss"] < metrics["eval_loss_first"]
+    weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert not (tmp_path / "checkpoints" / "checkpoint-6").exists()  # the diverged step is never saved
+    record = json.loads((tmp_path / "checkpoints" / RUN_RECORD).read_text())
+    assert record["events"] == metrics["divergence_events"]  # non-finite values are recorded as text
+    state = json.loads((tmp_path / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
+    scale = {h["step"]: h["learning_rate"] / _cosine(1.0e-2, h["step"], 10) for h in state["log_history"] if "loss" in h}
+    assert scale == pytest.approx({1: 1, 2: 1, 3: 1, 4: 1, 5: 0.5, 6: 0.5, 7: 0.5, 8: 0.5})  # halved after step 4
+
+
+def _cosine(peak: float, step: int, total: int) -> float:
+    """The rate transformers logs for optimizer step `step` of a warmup-free cosine schedule."""
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - 1) / total))
+
+
+def test_guard_stops_with_a_clear_message_when_rollbacks_run_out(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    params = tiny_params(guard={"max_rollbacks": 0})
+    with pytest.raises(TrainingDiverged, match=r"diverged 1 times.*step 3: loss is nan.*train.optim.learning_rate"):
+        run(params, tiny_samples, tiny_base, tmp_path, callbacks=[InjectFault(3, "nan")])
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_packing_gives_the_same_first_step_loss(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    """One batch holds the same 4 samples either way; any attention across samples would show."""
+    from datasets import load_from_disk
+
+    four = tmp_path / "four"
+    splits = load_from_disk(str(tiny_samples))
+    splits["train"] = splits["train"].select(range(4))
+    splits.save_to_disk(four)
+    first_losses = {}
+    for packing in (False, True):
+        params = tiny_params(packing=packing, optim={"max_steps": 1})
+        run(params, four, tiny_base, tmp_path / str(packing))
+        state = json.loads((tmp_path / str(packing) / "checkpoints/checkpoint-1/trainer_state.json").read_text())
+        first_losses[packing] = next(h["loss"] for h in state["log_history"] if "loss" in h)
+    assert first_losses[True] == pytest.approx(first_losses[False], rel=1e-5)
+
+
+def test_packed_length_shorter_than_a_sample_names_the_key(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ParamsError, match="train.packed_length: 16 is shorter than the longest training sample"):
+        run(tiny_params(packing=True, packed_length=16), tiny_samples, tiny_base, tmp_path)
+
+
+def test_qlora_4bit_trains_on_bitsandbytes_cpu_backend(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    """bitsandbytes' CPU kernels need layers at least one quantization block (64) wide."""
+    base = tmp_path / "base64"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    config = AutoConfig.from_pretrained(tiny_base)
+    config.hidden_size, config.intermediate_size = 64, 128
+    AutoModelForCausalLM.from_config(config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    params = tiny_params(quantization="4bit", optim={"max_steps": 4})
+    metrics = run(params, tiny_samples, base, tmp_path)
+    assert metrics["steps"] == 4 and math.isfinite(metrics["train_loss"])
+    assert metrics["eval_loss"] < metrics["eval_loss_first"]
+
+
+def test_checkpoints_upload_to_s3(
+    s3_server: Any, monkeypatch: pytest.MonkeyPatch, tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    import s3fs
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    s3_server.create_bucket("runs")
+    params = tiny_params(checkpoint_uri="s3://runs/tiny", optim={"max_steps": 4}, save_steps=2)
+    metrics = run(params, tiny_samples, tiny_base, tmp_path)
+    assert metrics["checkpoint_uploads"] == 2 and metrics["checkpoint_upload_failures"] == 0
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    for step in (2, 4):
+        names = {Path(p).name for p in fs.ls(f"runs/tiny/checkpoint-{step}")}
+        assert {COMPLETE_MARKER, "adapter_model.safetensors", "optimizer.pt", "trainer_state.json"} <= names
+
+
+def test_two_cpu_processes_through_the_stage(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    """`launch: cpu_ddp` runs torchrun; the Trainer's world size, over gloo, is really 2."""
+    params = tiny_params(launch="cpu_ddp", optim={"max_steps": 4, "batch_size": 2})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": params.model_dump(mode="json")}))
+    command = [
+        sys.executable, str(REPO_ROOT / "stages" / "train.py"), str(tiny_samples), str(tiny_base),
+        "models/adapter", "--checkpoints", "checkpoints/train", "--plots", "dvclive/train",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "PIPESQL_TRAIN_LAUNCHED"}
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "torch.distributed.run" in proc.stdout
+    metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == 4
+    assert (tmp_path / "models" / "adapter" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "checkpoints" / "train" / "checkpoint-4" / "rng_state_1.pth").is_file()  # rank 1 saved
