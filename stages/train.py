@@ -1,6 +1,6 @@
 """train stage: a LoRA/QLoRA adapter for models/base, fine-tuned on data/samples with TRL.
 
-    python stages/train.py data/samples models/base models/adapter \\
+    python -m stages.train data/samples models/base models/adapter \\
         --checkpoints checkpoints/train --plots dvclive/train
 
 Started plainly, it replaces itself with the launcher `train.launch` names (accelerate launch
@@ -10,21 +10,15 @@ processes train, and only the main one writes metrics/train.json.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from pathlib import Path
 
-# stages/tokenize.py would shadow the stdlib `tokenize` (imported by inspect, linecache) for any
-# script run from stages/, since Python puts the script's folder first on sys.path.
-if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
-    del sys.path[0]
-
-import argparse  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from pipesql.io import write_metrics  # noqa: E402
-from pipesql.params import TrainParams, load_section  # noqa: E402
-from pipesql.stage import run_stage  # noqa: E402
-from pipesql.training.launch import CONFIG_DIR, child_env, is_launched, launch_command  # noqa: E402
+from pipesql.io import write_metrics
+from pipesql.params import TrainParams, load_section
+from pipesql.stage import run_stage
+from pipesql.training.launch import CONFIG_DIR, child_env, is_launched, launch_command
 
 
 def main() -> None:
@@ -46,7 +40,7 @@ def main() -> None:
 
             gpus = torch.cuda.device_count()
         command = launch_command(
-            params.launch, params.processes, Path(__file__), sys.argv[1:], args.launch_configs, gpus
+            params.launch, params.processes, __spec__.name, sys.argv[1:], args.launch_configs, gpus
         )
         print("launching:", " ".join(command), flush=True)
         os.execve(command[0], command, child_env())  # signals reach the launcher, then the trainers

@@ -121,8 +121,9 @@ def test_sft_config_maps_params(tiny_params: Callable[..., TrainParams], tmp_pat
     ],
 )
 def test_launch_commands(launch: str, processes: int | None, gpus: int, expected: list[str]) -> None:
-    command = launch_command(launch, processes, Path("stages/train.py"), ["a", "--b"], CONFIGS, gpus)
-    assert command[0] == sys.executable and command[-3:] == ["stages/train.py", "a", "--b"]
+    command = launch_command(launch, processes, "stages.train", ["a", "--b"], CONFIGS, gpus)
+    assert command[0] == sys.executable and command[-3:] == ["stages.train", "a", "--b"]
+    assert command[-4] in ("-m", "--module")  # the stage runs as a module, as dvc.yaml runs it
     flat = [Path(part).name if part.endswith(".yaml") else part for part in command]
     assert all(part in flat for part in expected), flat
     start = flat.index(expected[0])
@@ -131,7 +132,7 @@ def test_launch_commands(launch: str, processes: int | None, gpus: int, expected
 
 def test_multi_gpu_launch_without_gpus_names_the_key() -> None:
     with pytest.raises(ParamsError, match="train.launch: 'multi_gpu' needs GPUs"):
-        launch_command("multi_gpu", None, Path("stages/train.py"), [], CONFIGS, gpu_count=0)
+        launch_command("multi_gpu", None, "stages.train", [], CONFIGS, gpu_count=0)
 
 
 @pytest.mark.parametrize("profile", ["cpu", "gpu", "multi_gpu", "deepspeed_zero2"])

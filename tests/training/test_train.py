@@ -270,10 +270,11 @@ def test_two_cpu_processes_through_the_stage(
     params = tiny_params(launch="cpu_ddp", optim={"max_steps": 4, "batch_size": 2})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": params.model_dump(mode="json")}))
     command = [
-        sys.executable, str(REPO_ROOT / "stages" / "train.py"), str(tiny_samples), str(tiny_base),
+        sys.executable, "-m", "stages.train", str(tiny_samples), str(tiny_base),
         "models/adapter", "--checkpoints", "checkpoints/train", "--plots", "dvclive/train",
     ]
     env = {k: v for k, v in os.environ.items() if k != "PIPESQL_TRAIN_LAUNCHED"}
+    env["PYTHONPATH"] = str(REPO_ROOT)  # stages.train, run as dvc.yaml runs it, from another cwd
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "torch.distributed.run" in proc.stdout

@@ -33,20 +33,22 @@ def is_launched() -> bool:
 def launch_command(
     launch: str,
     processes: int | None,
-    script: Path,
-    script_args: list[str],
+    module: str,
+    module_args: list[str],
     config_dir: Path = CONFIG_DIR,
     gpu_count: int = 0,
 ) -> list[str]:
-    """The command that runs `script script_args` under the profile; pure, so tests can read it.
+    """The command that runs `python -m module module_args` under the profile; pure, for tests.
 
     `processes` null means one for cpu and gpu, two for cpu_ddp, and every visible GPU
     (`gpu_count`) for multi_gpu and deepspeed_zero2.
     """
-    target = [str(script), *script_args]
     if launch == "cpu_ddp":
         n = processes or DEFAULT_CPU_PROCESSES
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", *target]
+        return [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+            "-m", module, *module_args,
+        ]
     config = Path(config_dir) / f"{launch}.yaml"
     if not config.is_file():
         raise ParamsError(f"params.yaml: train.launch: {config} not found (run from the repo root)")
@@ -56,7 +58,7 @@ def launch_command(
         if n < 1:
             raise ParamsError(f"params.yaml: train.launch: {launch!r} needs GPUs and none is visible")
         command += ["--num_processes", str(n)]
-    return [*command, *target]
+    return [*command, "--module", module, *module_args]
 
 
 def child_env() -> dict[str, str]:
