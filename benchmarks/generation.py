@@ -31,7 +31,9 @@ import torch
 
 from pipesql.evaluation.generate import Generation, HFGenerator, Task, generate_incremental
 from pipesql.evaluation.model import load_model
-from pipesql.params import EvalParams, GenerationParams, ModelParams, SyntheticDataParams, TokenizeParams
+from pipesql.params.download import ModelParams, SyntheticDataParams
+from pipesql.params.eval import EvalParams, GenerationParams
+from pipesql.params.tokenize import TokenizeParams
 from pipesql.prompts import schema_text
 from pipesql.sources.raw import database_path, read_examples
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pipesql.golden import GoldenResult, build_golden_pairs
-from pipesql.params import GoldenPairsParams, SyntheticDataParams
+from pipesql.params.download import SyntheticDataParams
+from pipesql.params.golden_pairs import GoldenPairsParams
 from pipesql.sources.raw import Example, write_raw
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipesql.params import SyntheticDataParams
+from pipesql.params.download import SyntheticDataParams
 from pipesql.sources.synthetic import generate_synthetic
 
 

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from pipesql.golden import build_golden_pairs
-from pipesql.params import GoldenPairsParams, SyntheticDataParams, TokenizeParams
+from pipesql.params.download import SyntheticDataParams
+from pipesql.params.golden_pairs import GoldenPairsParams
+from pipesql.params.tokenize import TokenizeParams
 from pipesql.samples import build_samples
 from pipesql.sources.raw import write_raw
 
@@ -96,7 +98,7 @@ def _golden_pairs(n_examples: int, tmp: Path) -> tuple[Path, Path]:
 
 def _scratch_tokenizer(raw_dir: Path, out_dir: Path) -> Path:
     from pipesql.basemodel.scratch import tokenizer_corpus, train_tokenizer
-    from pipesql.params import ScratchModelParams
+    from pipesql.params.download import ScratchModelParams
 
     defaults = ScratchModelParams()
     texts, _ = tokenizer_corpus(raw_dir)

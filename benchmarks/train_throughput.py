@@ -32,7 +32,7 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments  # noqa: E402
 
-from pipesql.params import TrainParams  # noqa: E402
+from pipesql.params.train import TrainParams  # noqa: E402
 from pipesql.training.train import train  # noqa: E402
 
 
@@ -103,7 +103,8 @@ def _measure(args: argparse.Namespace, packing: bool) -> float:
         "attn_implementation": args.attn,
         "packing": packing,
         "packed_length": args.packed_length,
-        "optim": {"max_steps": args.steps, "batch_size": args.packed_batch_size if packing else args.batch_size},
+        "max_steps": args.steps,
+        "batch_size": args.packed_batch_size if packing else args.batch_size,
         "logging_steps": 1,
         "eval_steps": args.steps,
         "save_steps": args.steps,

@@ -13,7 +13,8 @@ import argparse
 from pathlib import Path
 
 from pipesql.io import write_metrics
-from pipesql.params import DownloadParams, load_section
+from pipesql.params.base import load_section
+from pipesql.params.download import DownloadParams
 from pipesql.stage import run_stage
 
 
@@ -26,7 +27,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path(".cache/download"),
                         help="downloads and caches kept between runs (resumable)")
     args = parser.parse_args()
-    params: DownloadParams = load_section("download", args.params)
+    params = load_section("download", DownloadParams, args.params)
 
     if args.item == "data":
         from pipesql.sources import fetch_data

@@ -10,7 +10,9 @@ import argparse
 from pathlib import Path
 
 from pipesql.io import write_metrics
-from pipesql.params import EvalParams, TokenizeParams, load_section
+from pipesql.params.base import load_section
+from pipesql.params.eval import EvalParams
+from pipesql.params.tokenize import TokenizeParams
 from pipesql.stage import run_stage
 
 
@@ -24,9 +26,9 @@ def main() -> None:
     parser.add_argument("--plots", type=Path, required=True, help="directory of dvc plot files")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    params: EvalParams = load_section("eval", args.params)
+    params = load_section("eval", EvalParams, args.params)
     # the schema text of every prompt is built as tokenize built it, from its section
-    tokenize_params: TokenizeParams = load_section("tokenize", args.params)
+    tokenize_params = load_section("tokenize", TokenizeParams, args.params)
 
     from pipesql.evaluation.run import evaluate  # torch: imported once the params are known good
 

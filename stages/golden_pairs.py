@@ -11,7 +11,8 @@ from pathlib import Path
 
 from pipesql.golden import build_golden_pairs
 from pipesql.io import write_metrics
-from pipesql.params import GoldenPairsParams, load_section
+from pipesql.params.base import load_section
+from pipesql.params.golden_pairs import GoldenPairsParams
 from pipesql.sources.raw import count_examples, read_examples
 from pipesql.stage import run_stage
 
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    params: GoldenPairsParams = load_section("golden_pairs", args.params)
+    params = load_section("golden_pairs", GoldenPairsParams, args.params)
 
     total = count_examples(args.raw_dir)
     start = time.perf_counter()

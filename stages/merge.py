@@ -9,7 +9,8 @@ import argparse
 from pathlib import Path
 
 from pipesql.io import write_metrics
-from pipesql.params import MergeParams, load_section
+from pipesql.params.base import load_section
+from pipesql.params.merge import MergeParams
 from pipesql.stage import run_stage
 
 
@@ -21,7 +22,7 @@ def main() -> None:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    params: MergeParams = load_section("merge", args.params)
+    params = load_section("merge", MergeParams, args.params)
 
     from pipesql.merge import merge_adapter  # torch: imported once the params are known good
 

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from pipesql.io import write_metrics
-from pipesql.params import TokenizeParams, load_section
+from pipesql.params.base import load_section
+from pipesql.params.tokenize import TokenizeParams
 from pipesql.samples import build_samples
 from pipesql.stage import run_stage
 
@@ -23,7 +24,7 @@ def main() -> None:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    params: TokenizeParams = load_section("tokenize", args.params)
+    params = load_section("tokenize", TokenizeParams, args.params)
 
     start = time.perf_counter()
     metrics = build_samples(args.golden_dir, args.raw_dir, args.model_dir, params, args.out_dir)

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from pipesql.io import write_metrics
-from pipesql.params import TrainParams, load_section
+from pipesql.params.base import load_section
+from pipesql.params.train import TrainParams
 from pipesql.stage import run_stage
 from pipesql.training.launch import CONFIG_DIR, child_env, is_launched, launch_command
 
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--launch-configs", type=Path, default=CONFIG_DIR)
     args = parser.parse_args()
-    params: TrainParams = load_section("train", args.params)
+    params = load_section("train", TrainParams, args.params)
 
     if not is_launched():
         gpus = 0

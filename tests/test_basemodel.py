@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from pipesql.basemodel import RECORD_FILE, count_parameters, prepare_base_model, pretrained
 from pipesql.basemodel.chat_template import chatml_template, has_generation_markers
 from pipesql.io import DataError
-from pipesql.params import ModelParams
+from pipesql.params.download import ModelParams
 
 TINY = {
     "vocab_size": 400,

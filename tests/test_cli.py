@@ -19,7 +19,7 @@ import yaml
 from evaluation.tinyrun import DATABASES, TinyProject, one_thread, tiny_project, trained_adapter
 from pipesql.cli import main
 from pipesql.merge import merge_adapter
-from pipesql.params import MergeParams
+from pipesql.params.merge import MergeParams
 from pipesql.sources.raw import database_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import pytest
 
 import pipesql.golden as golden
 from pipesql.golden import CATEGORIES, build_golden_pairs, validate_example
-from pipesql.params import GoldenPairsParams
+from pipesql.params.golden_pairs import GoldenPairsParams
 from pipesql.sources.raw import Example, database_path
 
 PARAMS = GoldenPairsParams(workers=1, timeout_s=0.5)

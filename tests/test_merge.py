@@ -24,7 +24,8 @@ from pipesql.basemodel.scratch import train_tokenizer
 from pipesql.evaluation.model import check_adapter, load_model
 from pipesql.io import DataError
 from pipesql.merge import RECORD_FILE, MergeCheckError, merge_adapter
-from pipesql.params import MergeParams, ScratchModelParams
+from pipesql.params.download import ScratchModelParams
+from pipesql.params.merge import MergeParams
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

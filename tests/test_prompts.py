@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipesql.params import TokenizeParams
+from pipesql.params.tokenize import TokenizeParams
 from pipesql.prompts import (
     END_MARKER,
     TOOLS,

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipesql.io import DataError
-from pipesql.params import EvalParams, ParamsError, TokenizeParams, load_section
+from pipesql.params.base import ParamsError, load_section
+from pipesql.params.eval import EvalParams
+from pipesql.params.tokenize import TokenizeParams
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,7 +88,7 @@ def _params(path: Path) -> tuple[EvalParams, TokenizeParams]:
     if not path.is_file():
         print(f"note: {path} not found; using the default eval and tokenize settings", file=sys.stderr)
         return EvalParams(), TokenizeParams()
-    return load_section("eval", path), load_section("tokenize", path)
+    return load_section("eval", EvalParams, path), load_section("tokenize", TokenizeParams, path)
 
 
 def _adapter_base(adapter_dir: Path | None) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from pipesql.io import atomic_path, write_jsonl
-from pipesql.params import GoldenPairsParams
+from pipesql.params.golden_pairs import GoldenPairsParams
 from pipesql.sources.raw import Example, database_path
 from pipesql.sql.compare import is_ordered, results_match
 from pipesql.sql.decompile import DecompileError, decompile

@@ -22,7 +22,8 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from pipesql.evaluation.model import TORCH_DTYPES, check_adapter, default_device, load_model
 from pipesql.io import DataError, atomic_path, write_json
-from pipesql.params import MergeParams, to_dict
+from pipesql.params.base import to_dict
+from pipesql.params.merge import MergeParams
 
 RECORD_FILE = "pipesql_merge.json"   # beside the merged weights: where they came from, the proof
 TRAIN_RECORD = "pipesql_train.json"  # the train stage's resolved config, beside the adapter

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipesql.io import DataError
-from pipesql.params import TokenizeParams
+from pipesql.params.tokenize import TokenizeParams
 from pipesql.sql.execute import ExecutionError, QueryResult, execute_safely
 from pipesql.sql.lower import lower_to_sqlite
 from pipesql.sql.pipe import split_operators
@@ -126,6 +126,15 @@ def tool_messages(question: str, evidence: str | None = None) -> list[dict[str, 
         {"role": "system", "content": SYSTEM_TOOLS},
         {"role": "user", "content": _question_text(question, evidence)},
     ]
+
+
+def template_texts() -> list[str]:
+    """The fixed wording of every prompt kind, so a tokenizer trained from scratch merges it.
+
+    Without it the instructions, a sixth of a short prompt, split into letters and pairs.
+    """
+    kinds = (step_messages("", "", []), step_messages("", "", ["FROM t"]), full_messages("", ""), tool_messages(""))
+    return [message["content"] for messages in kinds for message in messages]
 
 
 def format_query(ops: Sequence[str]) -> str:

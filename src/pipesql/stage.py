@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 
 from pipesql.io import DataError
-from pipesql.params import ParamsError
+from pipesql.params.base import ParamsError
 
 
 def run_stage(main: Callable[[], None]) -> None:

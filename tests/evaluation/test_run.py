@@ -29,7 +29,7 @@ from pipesql.evaluation.run import (
 )
 from pipesql.evaluation.teacher_forced import teacher_forced
 from pipesql.io import DataError
-from pipesql.params import EvalParams, GenerationParams
+from pipesql.params.eval import EvalParams, GenerationParams
 from pipesql.prompts import END_MARKER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -28,7 +28,10 @@ from transformers import AutoTokenizer, GenerationConfig, Qwen2ForCausalLM
 
 from pipesql.basemodel.scratch import PIPE_SEED, qwen2_config, train_tokenizer
 from pipesql.golden import build_golden_pairs
-from pipesql.params import ALL_PROJECTIONS, GoldenPairsParams, ScratchModelParams, TokenizeParams
+from pipesql.params.download import ScratchModelParams
+from pipesql.params.golden_pairs import GoldenPairsParams
+from pipesql.params.tokenize import TokenizeParams
+from pipesql.params.train import ALL_PROJECTIONS
 from pipesql.samples import build_samples
 from pipesql.sources.raw import Example, read_examples, write_raw
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pipesql.params import TokenizeParams
+from pipesql.params.tokenize import TokenizeParams
 from pipesql.samples import build_samples
 from pipesql.sources.raw import database_path
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipesql.io import DataError
-from pipesql.params import SplitParams
+from pipesql.params.tokenize import SplitParams
 from pipesql.samples.splits import SPLITS, Pair, assign_splits, read_pairs
 
 PATH = Path("data/golden/pairs.jsonl")

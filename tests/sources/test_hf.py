@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipesql.io import DataError
-from pipesql.params import HfDataParams
+from pipesql.params.download import HfDataParams
 from pipesql.sources.hf import read_hf
 
 # SynSQL-2.5M's field names: the chain of thought is `cot`, the difficulty `sql_complexity`

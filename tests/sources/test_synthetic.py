@@ -14,7 +14,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from pipesql.params import SyntheticDataParams
+from pipesql.params.download import SyntheticDataParams
 from pipesql.sources.raw import DIFFICULTIES, Example
 from pipesql.sources.synthetic import generate_synthetic
 from pipesql.sources.synthetic.domains import DOMAINS

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipesql.io import DataError
-from pipesql.params import UrlDataParams
+from pipesql.params.download import UrlDataParams
 from pipesql.sources import url as url_source
 from pipesql.sources.url import download_file, fetch_url_dataset, safe_extract
 

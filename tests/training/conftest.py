@@ -18,7 +18,8 @@ from datasets import Dataset, DatasetDict
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from pipesql.basemodel.scratch import qwen2_config, train_tokenizer
-from pipesql.params import ScratchModelParams, TrainParams
+from pipesql.params.download import ScratchModelParams
+from pipesql.params.train import TrainParams
 
 TABLES = ("singer", "concert", "stadium", "pet", "flight", "airport")
 TINY_MODEL = ScratchModelParams(
@@ -32,7 +33,10 @@ TINY_MODEL = ScratchModelParams(
 )
 # A few optimizer steps on 48 samples; every run of the training tests starts from these.
 TINY_TRAIN: dict[str, Any] = {
-    "optim": {"max_steps": 8, "batch_size": 4, "learning_rate": 1.0e-2, "warmup_fraction": 0.0},
+    "max_steps": 8,
+    "batch_size": 4,
+    "learning_rate": 1.0e-2,
+    "warmup_fraction": 0.0,
     "lora": {"r": 8, "alpha": 16.0, "dropout": 0.0},
     "packing": False,
     "packed_length": 256,
@@ -45,7 +49,7 @@ TINY_TRAIN: dict[str, Any] = {
 
 
 def tiny_params(**overrides: Any) -> TrainParams:
-    """TINY_TRAIN with nested overrides (`optim={"max_steps": 2}` keeps the other optim keys)."""
+    """TINY_TRAIN with nested overrides (`guard={"window": 3}` keeps the other guard keys)."""
     return TrainParams.model_validate(merge(TINY_TRAIN, overrides))
 
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from pipesql.params import ParamsError, TrainParams, load_section
+from pipesql.params.base import ParamsError, load_section
+from pipesql.params.train import TrainParams
 from pipesql.training.config import lora_config, packs, quantization_config, resolve_precision, sft_config
 from pipesql.training.launch import CONFIG_DIR, launch_command
 
@@ -21,14 +22,15 @@ CONFIGS = REPO_ROOT / CONFIG_DIR
 
 
 def test_repo_params_yaml_train_section_is_valid() -> None:
-    params = load_section("train", REPO_ROOT / "params.yaml")
+    params = load_section("train", TrainParams, REPO_ROOT / "params.yaml")
     assert params.launch == "cpu" and params.quantization == "none"
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"optim": {"learning_rate": 0}}, "train.optim.learning_rate: must be > 0"),
+        ({"learning_rate": 0}, "train.learning_rate: must be > 0"),
+        ({"optim": {"learning_rate": 1.0e-3}}, "train.optim: unknown key"),
         ({"lora": {"dropout": 1.0}}, "train.lora.dropout: must be < 1"),
         ({"quantization": "3bit"}, "train.quantization"),
         ({"lora": {"rank": 8}}, "train.lora.rank: unknown key"),
@@ -42,7 +44,7 @@ def test_bad_params_name_the_key(tmp_path: Path, body: dict, message: str) -> No
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"train": body}))
     with pytest.raises(ParamsError) as info:
-        load_section("train", path)
+        load_section("train", TrainParams, path)
     assert message in str(info.value)
 
 
@@ -95,7 +97,10 @@ def test_quantization_configs(tiny_params: Callable[..., TrainParams]) -> None:
 def test_sft_config_maps_params(tiny_params: Callable[..., TrainParams], tmp_path: Path) -> None:
     params = tiny_params(
         packing=True,
-        optim={"learning_rate": 2.0e-4, "warmup_fraction": 0.1, "gradient_accumulation_steps": 4, "epochs": 2.0},
+        learning_rate=2.0e-4,
+        warmup_fraction=0.1,
+        gradient_accumulation_steps=4,
+        epochs=2.0,
     )
     args = sft_config(params, tmp_path, "fp32", lr_scale=0.5, is_resuming=True)
     assert args.learning_rate == pytest.approx(1e-4)
@@ -155,7 +160,7 @@ def test_deepspeed_json_loads_in_deepspeeds_parser(
 
     raw = json.loads((CONFIGS / "deepspeed_zero2.json").read_text())
     assert raw["zero_optimization"]["stage"] == 2 and "auto" in json.dumps(raw)
-    params = tiny_params(optim={"batch_size": 4, "gradient_accumulation_steps": 2, "max_grad_norm": 0.5})
+    params = tiny_params(batch_size=4, gradient_accumulation_steps=2, max_grad_norm=0.5)
     args = sft_config(params, tmp_path, "bf16", lr_scale=1.0, is_resuming=False)
     hf_config = HfTrainerDeepSpeedConfig(raw)
     hf_config.trainer_config_process(args)

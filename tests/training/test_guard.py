@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments, get_cosine_schedule_with_warmup
 
-from pipesql.params import GuardParams
+from pipesql.params.train import GuardParams
 from pipesql.training.callbacks import DivergenceGuard, divergence_reason, follow_learning_rate, moving_average
 from pipesql.training.checkpoints import (
     COMPLETE_MARKER,
@@ -51,7 +51,7 @@ def test_moving_average_uses_the_tail() -> None:
 
 
 def test_guard_stops_before_the_diverged_step_is_saved(tmp_path: Path) -> None:
-    guard = DivergenceGuard(GuardParams(window=2, spike_factor=3.0))
+    guard = DivergenceGuard(GuardParams(window=2, spike_factor=3.0, patience=1))
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     state, control = TrainerState(), TrainerControl()
     guard.on_train_begin(args, state, control)
@@ -67,8 +67,41 @@ def test_guard_stops_before_the_diverged_step_is_saved(tmp_path: Path) -> None:
     assert control.should_training_stop and not control.should_save and not control.should_evaluate
 
 
+def _log(guard: DivergenceGuard, args: TrainingArguments, step: int, loss: float) -> TrainerControl:
+    state, control = TrainerState(global_step=step), TrainerControl(should_save=True)
+    guard.on_log(args, state, control, logs={"loss": loss, "grad_norm": 1.0})
+    return control
+
+
+def test_a_spike_trips_the_guard_only_when_it_lasts(tmp_path: Path) -> None:
+    """One hard batch is not divergence; `patience` spiking logs in a row are, and save nothing."""
+    guard = DivergenceGuard(GuardParams(window=2, spike_factor=3.0, patience=3))
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    guard.on_train_begin(args, TrainerState(), TrainerControl())
+    for step, loss in [(1, 2.0), (2, 1.8)]:
+        assert _log(guard, args, step, loss).should_save
+    blip = _log(guard, args, 3, 9.0)
+    assert guard.tripped is None and not blip.should_training_stop and not blip.should_save
+    assert _log(guard, args, 4, 1.7).should_save  # back to normal: the streak is over
+    for step in (5, 6):
+        control = _log(guard, args, step, 9.0)
+        assert guard.tripped is None and not control.should_save  # spiking: no checkpoint kept
+    control = _log(guard, args, 7, 9.0)
+    assert guard.tripped is not None and guard.tripped["step"] == 7 and control.should_training_stop
+    assert "3 logged steps in a row" in guard.tripped["reason"]
+    assert "moving average 1.75" in guard.tripped["reason"]  # spikes never enter the baseline
+
+
+def test_a_nan_trips_the_guard_at_once_whatever_the_patience(tmp_path: Path) -> None:
+    guard = DivergenceGuard(GuardParams(window=2, patience=5))
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    guard.on_train_begin(args, TrainerState(), TrainerControl())
+    control = _log(guard, args, 1, math.nan)
+    assert guard.tripped is not None and guard.tripped["reason"] == "loss is nan" and control.should_training_stop
+
+
 def test_guard_rebuilds_its_baseline_from_restored_history(tmp_path: Path) -> None:
-    guard = DivergenceGuard(GuardParams(window=2, spike_factor=3.0))
+    guard = DivergenceGuard(GuardParams(window=2, spike_factor=3.0, patience=1))
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     state = TrainerState(log_history=[{"loss": 1.0, "step": 1}, {"eval_loss": 2.0, "step": 1}, {"loss": 1.0, "step": 2}])
     guard.on_train_begin(args, state, TrainerControl())

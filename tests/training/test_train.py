@@ -32,7 +32,8 @@ from transformers import (
     TrainingArguments,
 )
 
-from pipesql.params import ParamsError, TrainParams
+from pipesql.params.base import ParamsError
+from pipesql.params.train import TrainParams
 from pipesql.training.checkpoints import COMPLETE_MARKER, RUN_RECORD
 from pipesql.training.train import CONFIG_FILE, TrainingDiverged, train
 
@@ -63,7 +64,7 @@ def test_short_run_learns_and_writes_everything(short_run: tuple[Path, dict]) ->
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "chat_template.jinja", CONFIG_FILE):
         assert (adapter / name).is_file(), name
     resolved = json.loads((adapter / CONFIG_FILE).read_text())
-    assert resolved["params"]["optim"]["max_steps"] == 8 and resolved["trainer_args"]["max_steps"] == 8
+    assert resolved["params"]["max_steps"] == 8 and resolved["trainer_args"]["max_steps"] == 8
     checkpoints = sorted(p.name for p in (root / "checkpoints").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-4", "checkpoint-8"]
     assert all((root / "checkpoints" / c / COMPLETE_MARKER).is_file() for c in checkpoints)
@@ -88,7 +89,7 @@ def test_plots_have_one_row_per_logged_step(short_run: tuple[Path, dict]) -> Non
 def test_resume_after_sigkill_ends_at_the_right_step(
     tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
 ) -> None:
-    params = tiny_params(optim={"max_steps": 12})
+    params = tiny_params(max_steps=12)
     driver = tmp_path / "driver.py"
     driver.write_text(_DRIVER)
     args = [sys.executable, str(driver), params.model_dump_json(), str(tiny_samples), str(tiny_base), str(tmp_path)]
@@ -117,7 +118,7 @@ _DRIVER = """
 import sys, time
 from pathlib import Path
 from transformers import TrainerCallback
-from pipesql.params import TrainParams
+from pipesql.params.train import TrainParams
 from pipesql.training.train import train
 
 class Slow(TrainerCallback):  # steps after the first checkpoint take long enough to be killed in
@@ -134,7 +135,7 @@ def test_init_from_starts_at_step_zero_with_the_adapters_weights(
     short_run: tuple[Path, dict], tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
 ) -> None:
     root, first = short_run
-    params = tiny_params(init_from=str(root / "adapter"), optim={"max_steps": 2, "learning_rate": 1.0e-4})
+    params = tiny_params(init_from=str(root / "adapter"), max_steps=2, learning_rate=1.0e-4)
     metrics = run(params, tiny_samples, tiny_base, tmp_path)
     assert metrics["steps"] == 2 and metrics["resumed_from_step"] is None
     assert metrics["eval_loss_first"] == pytest.approx(first["eval_loss"], rel=1e-4)  # its weights
@@ -174,7 +175,8 @@ class InjectFault(TrainerCallback):
 def test_guard_rolls_back_and_recovers(
     kind: str, reason: str, tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
 ) -> None:
-    params = tiny_params(optim={"max_steps": 10}, guard={"window": 3, "spike_factor": 2.0, "lr_factor": 0.5})
+    guard = {"window": 3, "spike_factor": 2.0, "lr_factor": 0.5, "patience": 1}  # trip on the first spike
+    params = tiny_params(max_steps=10, guard=guard)
     metrics = run(params, tiny_samples, tiny_base, tmp_path, callbacks=[InjectFault(6, kind)])
     [event] = metrics["divergence_events"]
     assert event["step"] == 6 and reason in event["reason"]
@@ -200,7 +202,7 @@ def test_guard_stops_with_a_clear_message_when_rollbacks_run_out(
     tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
 ) -> None:
     params = tiny_params(guard={"max_rollbacks": 0})
-    with pytest.raises(TrainingDiverged, match=r"diverged 1 times.*step 3: loss is nan.*train.optim.learning_rate"):
+    with pytest.raises(TrainingDiverged, match=r"diverged 1 times.*step 3: loss is nan.*train.learning_rate"):
         run(params, tiny_samples, tiny_base, tmp_path, callbacks=[InjectFault(3, "nan")])
     assert not (tmp_path / "adapter").exists()
 
@@ -217,7 +219,7 @@ def test_packing_gives_the_same_first_step_loss(
     splits.save_to_disk(four)
     first_losses = {}
     for packing in (False, True):
-        params = tiny_params(packing=packing, optim={"max_steps": 1})
+        params = tiny_params(packing=packing, max_steps=1)
         run(params, four, tiny_base, tmp_path / str(packing))
         state = json.loads((tmp_path / str(packing) / "checkpoints/checkpoint-1/trainer_state.json").read_text())
         first_losses[packing] = next(h["loss"] for h in state["log_history"] if "loss" in h)
@@ -241,7 +243,7 @@ def test_qlora_4bit_trains_on_bitsandbytes_cpu_backend(
     config.hidden_size, config.intermediate_size = 64, 128
     AutoModelForCausalLM.from_config(config).save_pretrained(base)
     tokenizer.save_pretrained(base)
-    params = tiny_params(quantization="4bit", optim={"max_steps": 4})
+    params = tiny_params(quantization="4bit", max_steps=4)
     metrics = run(params, tiny_samples, base, tmp_path)
     assert metrics["steps"] == 4 and math.isfinite(metrics["train_loss"])
     assert metrics["eval_loss"] < metrics["eval_loss_first"]
@@ -254,7 +256,7 @@ def test_checkpoints_upload_to_s3(
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
     s3_server.create_bucket("runs")
-    params = tiny_params(checkpoint_uri="s3://runs/tiny", optim={"max_steps": 4}, save_steps=2)
+    params = tiny_params(checkpoint_uri="s3://runs/tiny", max_steps=4, save_steps=2)
     metrics = run(params, tiny_samples, tiny_base, tmp_path)
     assert metrics["checkpoint_uploads"] == 2 and metrics["checkpoint_upload_failures"] == 0
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
@@ -267,7 +269,7 @@ def test_two_cpu_processes_through_the_stage(
     tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
 ) -> None:
     """`launch: cpu_ddp` runs torchrun; the Trainer's world size, over gloo, is really 2."""
-    params = tiny_params(launch="cpu_ddp", optim={"max_steps": 4, "batch_size": 2})
+    params = tiny_params(launch="cpu_ddp", max_steps=4, batch_size=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": params.model_dump(mode="json")}))
     command = [
         sys.executable, "-m", "stages.train", str(tiny_samples), str(tiny_base),

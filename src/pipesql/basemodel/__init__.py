@@ -21,7 +21,7 @@ from pipesql.basemodel.chat_template import check_assistant_mask
 from pipesql.basemodel.pretrained import copy_model_files, ensure_training_template, fetch_hub_model
 from pipesql.basemodel.scratch import build_scratch_model
 from pipesql.io import atomic_path, write_json
-from pipesql.params import ModelParams
+from pipesql.params.download import ModelParams
 
 RECORD_FILE = "pipesql_base.json"
 

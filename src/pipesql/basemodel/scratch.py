@@ -18,7 +18,8 @@ from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config,
 
 from pipesql.basemodel.chat_template import chatml_template
 from pipesql.io import DataError
-from pipesql.params import ScratchModelParams
+from pipesql.params.download import ScratchModelParams
+from pipesql.prompts import template_texts
 from pipesql.sources.raw import DATABASE_DIR, database_path, read_examples
 
 PAD_TOKEN = "<|endoftext|>"   # never the EOS: padding is masked from the loss, so a model whose
@@ -56,13 +57,14 @@ def build_scratch_model(params: ScratchModelParams, raw_dir: Path, out_dir: Path
 
 
 def tokenizer_corpus(raw_dir: Path) -> tuple[list[str], int]:
-    """Questions, evidence and gold SQL of every example, each database's DDL, and the pipe seed."""
+    """Questions, evidence and gold SQL of every example, each database's DDL, the pipe seed and
+    the prompts' fixed wording (both repeated per example, as often as the text they frame)."""
     examples = [ex for _, ex in read_examples(raw_dir)]
     texts = [t for ex in examples for t in (ex.question, ex.evidence, ex.gold_sql) if t]
     db_root = raw_dir / DATABASE_DIR
     db_ids = sorted(p.name for p in db_root.iterdir() if p.is_dir()) if db_root.is_dir() else []
     texts += [_schema_ddl(database_path(raw_dir, db_id)) for db_id in db_ids]
-    texts += list(PIPE_SEED) * max(1, len(examples))
+    texts += [*PIPE_SEED, *template_texts()] * max(1, len(examples))
     return texts, len(db_ids)
 
 

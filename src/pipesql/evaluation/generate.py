@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, StaticCache
 
-from pipesql.params import GenerationParams
+from pipesql.params.eval import GenerationParams
 from pipesql.prompts import format_query, full_messages, parse_full_answer, parse_step_answer, step_messages
 from pipesql.sql.pipe import operator_name
 

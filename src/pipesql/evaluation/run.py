@@ -32,7 +32,8 @@ from pipesql.evaluation.model import load_model, resolve_dtype
 from pipesql.evaluation.score import Gold, Score, gold_for, score_prediction
 from pipesql.evaluation.teacher_forced import LabelledSample, teacher_forced
 from pipesql.io import DataError, atomic_path, read_jsonl, write_jsonl
-from pipesql.params import EvalParams, GenerationParams, TokenizeParams
+from pipesql.params.eval import EvalParams, GenerationParams
+from pipesql.params.tokenize import TokenizeParams
 from pipesql.prompts import schema_text
 from pipesql.samples import TEST_PAIRS_FILE
 from pipesql.sources.raw import database_path

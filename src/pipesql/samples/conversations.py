@@ -17,7 +17,7 @@ from typing import Any
 from sqlglot.dialects.sqlite import SQLite
 from sqlglot.tokens import TokenType
 
-from pipesql.params import TokenizeParams
+from pipesql.params.tokenize import TokenizeParams
 from pipesql.prompts import (
     format_query,
     full_answer,

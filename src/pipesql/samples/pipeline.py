@@ -28,7 +28,7 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from pipesql.io import DataError, atomic_path, write_jsonl
-from pipesql.params import TokenizeParams
+from pipesql.params.tokenize import TokenizeParams
 from pipesql.prompts import TOOLS, schema_text
 from pipesql.samples.conversations import KINDS, Sample, has_tool_sample, text_samples, tool_sample
 from pipesql.samples.encode import IGNORE, ChatEncoder

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipesql.io import DataError, read_jsonl
-from pipesql.params import SplitParams
+from pipesql.params.tokenize import SplitParams
 
 SPLITS = ("train", "dev", "test")
 _REQUIRED = ("id", "db_id", "question", "pipe_sql")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipesql.params import DataParams
 from pipesql.sources.raw import Example, write_raw
+
+if TYPE_CHECKING:  # the stages that read data/raw import this package, and need no download params
+    from pipesql.params.download import DataParams
 
 
 def fetch_data(params: DataParams, out_dir: Path, cache_dir: Path | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from pipesql.io import DataError
-from pipesql.params import HfDataParams
+from pipesql.params.download import HfDataParams
 from pipesql.sources.raw import Example
 from pipesql.sources.spider import find_database
 

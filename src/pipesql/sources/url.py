@@ -23,7 +23,7 @@ import requests
 from tqdm import tqdm
 
 from pipesql.io import DataError, atomic_path
-from pipesql.params import UrlDataParams
+from pipesql.params.download import UrlDataParams
 from pipesql.sources import bird, spider
 from pipesql.sources.raw import Example
 

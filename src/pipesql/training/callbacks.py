@@ -18,7 +18,7 @@ from accelerate import PartialState
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.integrations import DVCLiveCallback
 
-from pipesql.params import GuardParams
+from pipesql.params.train import GuardParams
 from pipesql.training.checkpoints import COMPLETE_MARKER, is_complete, mark_complete
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,12 @@ def moving_average(values: Sequence[float], window: int) -> float:
 class DivergenceGuard(TrainerCallback):
     """Stops training at the first diverged log, before that step's checkpoint is written.
 
+    A non-finite loss or grad norm trips it at once. A loss spike trips it only when it lasts
+    `patience` logged steps in a row: one hard batch is not divergence (grouping by length puts
+    the longest samples, tool calls among them, first in each group of batches, and their loss
+    stands well above the average), while a diverging run stays up. No checkpoint is saved
+    during a streak, so the rollback target is never a step that was already spiking.
+
     The caller (`train`) then rolls back to the newest complete checkpoint, which this guard has
     vetted: checkpoints are saved only on logged steps (save_steps is a multiple of logging_steps)
     and the guard runs on the log, ahead of the save. The same object serves every attempt.
@@ -64,11 +70,13 @@ class DivergenceGuard(TrainerCallback):
         self.params = params
         self.tripped: dict[str, Any] | None = None
         self._recent: list[float] = []
+        self._streak = 0  # spiking logged steps in a row
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self.tripped = None
+        self._streak = 0
         # The history restored with a checkpoint is the healthy past, whatever came after it.
         self._recent = [h["loss"] for h in state.log_history if "loss" in h][-self.params.window:]
         follow_learning_rate(kwargs.get("optimizer"), kwargs.get("lr_scheduler"), args.learning_rate)
@@ -95,7 +103,15 @@ class DivergenceGuard(TrainerCallback):
         reason = divergence_reason(loss, grad_norm, self._recent, p.spike_factor, p.window)
         if reason is None:
             self._recent = (self._recent + [loss])[-p.window:]
+            self._streak = 0
             return
+        finite = math.isfinite(loss) and (grad_norm is None or math.isfinite(grad_norm))
+        self._streak += 1
+        if finite and self._streak < p.patience:
+            control.should_save = False  # a spike that lasts must not leave a checkpoint behind
+            return
+        if finite and p.patience > 1:
+            reason += f", {self._streak} logged steps in a row"
         self.tripped = {
             "step": state.global_step,
             "reason": reason,

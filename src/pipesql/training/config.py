@@ -14,7 +14,8 @@ from peft import LoraConfig
 from transformers import BitsAndBytesConfig
 from trl import SFTConfig
 
-from pipesql.params import ParamsError, TrainParams
+from pipesql.params.base import ParamsError
+from pipesql.params.train import TrainParams
 
 Precision = Literal["bf16", "fp16", "fp32"]
 CPU_LAUNCHES = ("cpu", "cpu_ddp")
@@ -101,21 +102,20 @@ def sft_config(
     params: TrainParams, checkpoint_dir: Path, precision: Precision, lr_scale: float, is_resuming: bool
 ) -> SFTConfig:
     """The trainer's arguments; `lr_scale` < 1 after divergence rollbacks."""
-    optim = params.optim
     return SFTConfig(
         output_dir=str(checkpoint_dir),
         seed=params.seed,
         data_seed=params.seed,
         # optimisation
-        learning_rate=optim.learning_rate * lr_scale,
-        lr_scheduler_type=optim.lr_scheduler,
-        warmup_steps=optim.warmup_fraction,  # transformers reads a float below 1 as a fraction
-        weight_decay=optim.weight_decay,
-        max_grad_norm=optim.max_grad_norm,
-        per_device_train_batch_size=optim.batch_size,
-        gradient_accumulation_steps=optim.gradient_accumulation_steps,
-        num_train_epochs=optim.epochs,
-        max_steps=optim.max_steps or -1,
+        learning_rate=params.learning_rate * lr_scale,
+        lr_scheduler_type=params.lr_scheduler,
+        warmup_steps=params.warmup_fraction,  # transformers reads a float below 1 as a fraction
+        weight_decay=params.weight_decay,
+        max_grad_norm=params.max_grad_norm,
+        per_device_train_batch_size=params.batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        num_train_epochs=params.epochs,
+        max_steps=params.max_steps or -1,
         # precision and memory
         use_cpu=uses_cpu(params),
         bf16=precision == "bf16",

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipesql.params import ParamsError
+from pipesql.params.base import ParamsError
 
 LAUNCHED_ENV = "PIPESQL_TRAIN_LAUNCHED"  # set in the children, so they train instead of relaunching
 CONFIG_DIR = Path("configs/accelerate")

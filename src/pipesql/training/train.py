@@ -23,7 +23,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, T
 from trl import SFTTrainer
 
 from pipesql.io import DataError, atomic_path, write_json
-from pipesql.params import ParamsError, TrainParams, to_dict
+from pipesql.params.base import ParamsError, to_dict
+from pipesql.params.train import TrainParams
 from pipesql.training.callbacks import CompleteMarkers, DivergenceGuard, LivePlots, UploadCheckpoints
 from pipesql.training.checkpoints import (
     RUN_RECORD,
@@ -92,7 +93,7 @@ def train(
     resume_from = first_resume = newest_complete(Path(checkpoint_dir))
 
     # ---- derived numbers, before anything expensive
-    rows_per_step = params.optim.batch_size * params.optim.gradient_accumulation_steps * state.num_processes
+    rows_per_step = params.batch_size * params.gradient_accumulation_steps * state.num_processes
     _say(is_main, _plan(params, data_stats, precision, state.num_processes, rows_per_step))
     _say(is_main, f"checkpoints: {checkpoint_dir} ({note}); "
          + (f"resuming from {resume_from.name}" if resume_from else "starting at step 0"))
@@ -277,7 +278,7 @@ def _roll_back(
         history = "; ".join(f"step {e['step']}: {e['reason']}" for e in record.events)
         raise TrainingDiverged(
             f"training diverged {len(record.events)} times, more than train.guard.max_rollbacks"
-            f" ({params.guard.max_rollbacks}) allows: {history}. Lower train.optim.learning_rate"
+            f" ({params.guard.max_rollbacks}) allows: {history}. Lower train.learning_rate"
             f" (or raise train.guard.max_rollbacks to go on: the run resumes from {checkpoint_dir})"
         )
     return resume_from
@@ -353,8 +354,7 @@ def _tokens_before(history: list[dict[str, Any]], step: int) -> float:
 
 
 def _plan(params: TrainParams, stats: dict[str, Any], precision: str, processes: int, rows: int) -> str:
-    optim = params.optim
-    steps = f"{optim.max_steps} steps" if optim.max_steps else f"{optim.epochs:g} epochs"
+    steps = f"{params.max_steps} steps" if params.max_steps else f"{params.epochs:g} epochs"
     if packs(params):
         batching = f"packed row(s) of {params.packed_length} tokens"
         step_tokens = rows * params.packed_length
@@ -364,9 +364,9 @@ def _plan(params: TrainParams, stats: dict[str, Any], precision: str, processes:
     return (
         f"train: {stats['samples']:,} samples, {stats['tokens']:,} tokens"
         f" ({stats['labelled_tokens']:,} labelled), longest {stats['longest']}\n"
-        f"batch: {optim.batch_size} x {optim.gradient_accumulation_steps} accumulation x"
+        f"batch: {params.batch_size} x {params.gradient_accumulation_steps} accumulation x"
         f" {processes} process(es) = {rows} {batching} per optimizer step (~{step_tokens:,} tokens)\n"
-        f"run: {steps}, lr {optim.learning_rate:g} {optim.lr_scheduler}, precision {precision},"
+        f"run: {steps}, lr {params.learning_rate:g} {params.lr_scheduler}, precision {precision},"
         f" quantization {params.quantization}, eval every {params.eval_steps} steps on"
         f" {stats['eval_samples']} dev samples, checkpoint every {params.save_steps}"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlglot.tokens import Tokenizer, TokenType
 
-from pipesql.params import SyntheticDataParams
+from pipesql.params.download import SyntheticDataParams
 from pipesql.sources.raw import Example
 from pipesql.sources.synthetic.common import NotApplicable
 from pipesql.sources.synthetic.data import Database, populate, write_sqlite

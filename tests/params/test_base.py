@@ -7,8 +7,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipesql.params import DownloadParams, ParamsError, load_section
+from pipesql.params.base import ParamsError, Strict, load_section
+from pipesql.params.download import DownloadParams
+from pipesql.params.eval import EvalParams
+from pipesql.params.golden_pairs import GoldenPairsParams
+from pipesql.params.merge import MergeParams
+from pipesql.params.tokenize import TokenizeParams
+from pipesql.params.train import TrainParams
 from project import REPO_ROOT
+
+SECTIONS: dict[str, type[Strict]] = {
+    "download": DownloadParams,
+    "golden_pairs": GoldenPairsParams,
+    "tokenize": TokenizeParams,
+    "train": TrainParams,
+    "eval": EvalParams,
+    "merge": MergeParams,
+}
 
 
 def _write(tmp_path: Path, body: dict) -> Path:
@@ -17,9 +32,10 @@ def _write(tmp_path: Path, body: dict) -> Path:
     return path
 
 
-def test_repo_params_yaml_is_valid_and_matches_model_defaults() -> None:
-    params = load_section("download", REPO_ROOT / "params.yaml")
-    assert params == DownloadParams()  # params.yaml states every default explicitly
+@pytest.mark.parametrize("section", SECTIONS)
+def test_repo_params_yaml_is_valid_and_matches_model_defaults(section: str) -> None:
+    params = load_section(section, SECTIONS[section], REPO_ROOT / "params.yaml")
+    assert params == SECTIONS[section]()  # params.yaml states every default explicitly
 
 
 @pytest.mark.parametrize(
@@ -56,7 +72,7 @@ def test_repo_params_yaml_is_valid_and_matches_model_defaults() -> None:
 def test_errors_name_key_and_value(tmp_path: Path, body: dict, expected: str) -> None:
     path = _write(tmp_path, body)
     with pytest.raises(ParamsError) as err:
-        load_section("download", path)
+        load_section("download", DownloadParams, path)
     assert f"{path}: {expected}" in str(err.value)
 
 
@@ -64,13 +80,13 @@ def test_float_written_as_yaml_string_is_accepted(tmp_path: Path) -> None:
     # YAML 1.1 reads `1e4` as a string; the float field converts it.
     path = tmp_path / "params.yaml"
     path.write_text("download:\n  model:\n    scratch:\n      rope_theta: 1e4\n")
-    assert load_section("download", path).model.scratch.rope_theta == 10000.0
+    assert load_section("download", DownloadParams, path).model.scratch.rope_theta == 10000.0
 
 
 def test_missing_section_means_defaults_and_missing_file_is_named(tmp_path: Path) -> None:
-    assert load_section("download", _write(tmp_path, {"other": {}})) == DownloadParams()
+    assert load_section("download", DownloadParams, _write(tmp_path, {"other": {}})) == DownloadParams()
     with pytest.raises(ParamsError, match="nope.yaml: file not found"):
-        load_section("download", tmp_path / "nope.yaml")
+        load_section("download", DownloadParams, tmp_path / "nope.yaml")
 
 
 def test_params_are_frozen() -> None:

@@ -1,0 +1,106 @@
+"""download section: where the raw examples and the base model come from."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from pipesql.params.base import Strict
+
+
+class SyntheticDataParams(Strict):
+    n_databases: int = Field(8, gt=0, le=64)       # domains cycle when more than the templates
+    n_examples: int = Field(2000, gt=0)             # total question/SQL pairs across databases
+    rows_per_table: int = Field(40, ge=5, le=100_000)
+
+
+class UrlDataParams(Strict):
+    url: str | None = None                          # http(s):// archive, zip or tar(.gz|.bz2|.xz)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    layout: Literal["spider", "bird"] = "spider"    # how the extracted tree is read
+    retries: int = Field(5, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class HfDataParams(Strict):
+    name: str | None = None                         # hub dataset id, or a local dataset directory
+    revision: str | None = None
+    config: str | None = None
+    split: str = "train"
+    # canonical field -> dataset column; `reasoning` keeps chain-of-thought (SynSQL's `cot`)
+    columns: dict[str, str] = Field(
+        default_factory=lambda: {"question": "question", "gold_sql": "sql", "db_id": "db_id"}
+    )
+    databases_path: str | None = None               # directory of <db_id>/<db_id>.sqlite
+    max_examples: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _required_columns(self) -> HfDataParams:
+        missing = {"question", "gold_sql", "db_id"} - set(self.columns)
+        if missing:
+            raise ValueError(f"columns must map {sorted(missing)} to dataset columns")
+        return self
+
+
+class DataParams(Strict):
+    source: Literal["synthetic", "spider", "bird", "url", "hf"] = "synthetic"
+    seed: int = 0
+    path: str | None = None                         # spider/bird: the official release directory
+    synthetic: SyntheticDataParams = SyntheticDataParams()
+    url: UrlDataParams = UrlDataParams()
+    hf: HfDataParams = HfDataParams()
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> DataParams:
+        if self.source in ("spider", "bird") and not self.path:
+            raise ValueError(f"path is required when source is {self.source!r}")
+        if self.source == "url" and not (self.url.url and self.url.sha256):
+            raise ValueError("url.url and url.sha256 are required when source is 'url'")
+        if self.source == "hf" and not (self.hf.name and self.hf.databases_path):
+            raise ValueError("hf.name and hf.databases_path are required when source is 'hf'")
+        return self
+
+
+class ScratchModelParams(Strict):
+    """A small Qwen2 initialised from this config; the defaults train in minutes on 2 CPU cores."""
+
+    vocab_size: int = Field(4096, ge=300)           # BPE trained on the raw examples and schemas
+    hidden_size: int = Field(256, gt=0)
+    intermediate_size: int = Field(704, gt=0)
+    num_hidden_layers: int = Field(4, gt=0)
+    num_attention_heads: int = Field(4, gt=0)
+    num_key_value_heads: int = Field(2, gt=0)
+    max_position_embeddings: int = Field(2048, gt=0)
+    rope_theta: float = Field(10000.0, gt=0)
+    tie_word_embeddings: bool = True
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ScratchModelParams:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        return self
+
+
+class ModelParams(Strict):
+    source: Literal["scratch", "hub", "local"] = "scratch"
+    name: str = "Qwen/Qwen2.5-Coder-1.5B-Instruct"  # hub repo id
+    revision: str | None = None                     # hub: a pinned commit, so reruns are no-ops
+    path: str | None = None                         # local: a Hugging Face model directory
+    scratch: ScratchModelParams = ScratchModelParams()
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> ModelParams:
+        if self.source == "hub" and not self.revision:
+            raise ValueError("revision is required when source is 'hub' (pin a commit hash)")
+        if self.source == "local" and not self.path:
+            raise ValueError("path is required when source is 'local'")
+        return self
+
+
+class DownloadParams(Strict):
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()

@@ -1,0 +1,37 @@
+"""eval section: generation (shared with `pipesql predict`) and how predictions are scored."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pipesql.params.base import Strict
+
+
+class GenerationParams(Strict):
+    """How queries are generated, by the eval stage and by `pipesql predict` alike."""
+
+    batch_size: int = Field(32, gt=0)               # prompts per forward pass
+    max_steps: int = Field(16, gt=0)                # incremental: generate calls per query, END included
+    max_new_tokens_step: int = Field(128, gt=0)     # incremental: one operator (reasoning needs more)
+    max_new_tokens_full: int = Field(512, gt=0)     # full: the whole answer
+    prefix_cache: bool = True                       # compute each schema's KV cache once, reuse it
+    do_sample: bool = False                         # false: greedy, or beam search with num_beams > 1
+    temperature: float = Field(1.0, gt=0)           # sampling only
+    top_p: float = Field(1.0, gt=0, le=1)           # sampling only
+    top_k: int = Field(0, ge=0)                     # sampling only; 0 = off
+    num_beams: int = Field(1, gt=0)
+    seed: int = 0                                   # sampling only
+
+
+class EvalParams(Strict):
+    protocol: Literal["auto", "incremental", "full"] = "auto"  # auto: as tokenize.mode (both: incremental)
+    max_examples: int | None = Field(None, gt=0)    # the first N test pairs; null = all
+    print_examples: int = Field(3, ge=0)            # predictions shown in the log
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 > fp16 on GPU, fp32 on CPU
+    generation: GenerationParams = GenerationParams()
+    teacher_forced_batch_size: int = Field(8, gt=0)
+    timeout_s: float = Field(5.0, gt=0)             # per query execution, gold and predicted alike
+    max_rows: int = Field(100_000, gt=0)            # a result cut at this size never matches
+    float_tol: float = Field(1e-6, ge=0)            # relative tolerance, as golden_pairs compares
