@@ -13,7 +13,12 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What a pipeline run needs from the repo; data and models are produced, not copied.
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".gitignore")
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "src", "configs", ".dvc/config", ".gitignore")
+# The package is installed editable from this repo's src/, so a copy's stages would import this
+# repo's code. Relative entries resolve against each process's working directory: the copy's root
+# for `dvc repro`, and the temporary workspace (a copy of the copy) for queued experiments, whose
+# code then is the code that DVC hashed for them. The root is there for `python -m stages.x`.
+COPY_PYTHONPATH = os.pathsep.join(["src", "."])
 
 
 class S3Server:
@@ -90,7 +95,8 @@ def run(
 
 
 def dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run([sys.executable, "-m", "dvc", *args], cwd, check=check)
+    """DVC in a project copy (cwd: its root); its stages run the copy's own src/ and stages/."""
+    return run([sys.executable, "-m", "dvc", *args], cwd, check=check, env={"PYTHONPATH": COPY_PYTHONPATH})
 
 
 def _merge(base: dict, override: dict) -> dict:

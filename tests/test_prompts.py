@@ -77,8 +77,8 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def params(**schema: int) -> TokenizeParams:
-    return TokenizeParams.model_validate({"schema": {"max_value_chars": 20, **schema}})
+def params(**schema: int | str) -> TokenizeParams:
+    return TokenizeParams.model_validate({"schema": {"format": "ddl", "max_value_chars": 20, "example_values": 2, **schema}})
 
 
 def test_schema_text_has_types_keys_and_short_single_line_values(db: Path) -> None:
@@ -104,6 +104,26 @@ def test_schema_text_has_types_keys_and_short_single_line_values(db: Path) -> No
 )
 def test_schema_budget_cuts_in_the_stated_order(db: Path, max_tokens: int, expected: str) -> None:
     text = schema_text(db, params(max_tokens=max_tokens), WordTokenizer())
+    assert text == expected
+    assert len(text.split()) <= max_tokens
+
+
+COMPACT = """\
+country(country_id PK, name ['France', 'Côte d''Ivoire'], "order")
+singer(singer_id PK, name ['Anna O''Brien', 'Ben'], "Home Town" ['Lyon', 'Lima'], country_id -> country.country_id, note ['ok'])
+perf(a, b, singer_id -> singer, PK (a, b), (a, b) -> perf(b, a))"""
+
+
+@pytest.mark.parametrize(
+    ("max_tokens", "expected"),
+    [
+        (1024, COMPACT),
+        (12, "country(country_id PK, name, \"order\")\n-- 2 more tables not shown: singer, perf"),
+    ],
+    ids=["whole", "tables-cut"],  # the same cuts as ddl (_cuts): values, then tables, then columns
+)
+def test_compact_schema_keeps_names_keys_and_values_and_cuts_alike(db: Path, max_tokens: int, expected: str) -> None:
+    text = schema_text(db, params(format="compact", max_tokens=max_tokens), WordTokenizer())
     assert text == expected
     assert len(text.split()) <= max_tokens
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from functools import cache
@@ -179,7 +179,7 @@ class Table:
 
 
 def schema_text(db_path: Path, params: TokenizeParams, tokenizer: Tokenizer) -> str:
-    """CREATE TABLE statements of the database, within `schema.max_tokens` tokens.
+    """The database's tables as `schema.format` writes them, within `schema.max_tokens` tokens.
 
     Over budget, the text is cut by a rule that never looks at a query, so training and
     inference cut alike: first example values go (one per column at a time), then whole tables
@@ -188,7 +188,7 @@ def schema_text(db_path: Path, params: TokenizeParams, tokenizer: Tokenizer) -> 
     tables = read_schema(db_path, params)
     budget = params.schema_.max_tokens
     text = ""
-    for text in _cuts(tables, params.schema_.example_values):
+    for text in _cuts(tables, params.schema_.example_values, RENDERERS[params.schema_.format]):
         if len(tokenizer.encode(text, add_special_tokens=False)) <= budget:
             return text
     return text  # a single table header over budget: nothing is left to cut
@@ -233,7 +233,8 @@ def read_table(db_path: Path, table: str, params: TokenizeParams) -> Table:
 
 
 def render_table(table: Table, n_values: int, n_columns: int | None = None) -> str:
-    """`CREATE TABLE t (\\n  a INTEGER PRIMARY KEY,\\n  b TEXT, -- e.g. 'x', 'y'\\n);`"""
+    """`CREATE TABLE t (\\n  a INTEGER PRIMARY KEY,\\n  b TEXT, -- e.g. 'x', 'y'\\n);`: what code
+    models read most, with types and keys spelled out."""
     single_pk = table.primary_key if len(table.primary_key) == 1 else ()
     single_fk = {fk.columns[0]: fk for fk in table.foreign_keys if len(fk.columns) == 1}
     shown = table.columns[:n_columns]
@@ -264,21 +265,62 @@ def render_table(table: Table, n_values: int, n_columns: int | None = None) -> s
     return f"CREATE TABLE {_name(table.name)} (\n" + "\n".join(lines) + "\n);"
 
 
-def _cuts(tables: list[Table], n_values: int) -> Iterator[str]:
+def render_table_compact(table: Table, n_values: int, n_columns: int | None = None) -> str:
+    """`t(a PK, b ['x', 'y'], c -> u.id)`: names and keys only, a third of the DDL's tokens.
+
+    For small models on a CPU, where every prompt token costs training time; types are left
+    out (the example values show a text column's literal format).
+    """
+    single_pk = table.primary_key if len(table.primary_key) == 1 else ()
+    single_fk = {fk.columns[0]: fk for fk in table.foreign_keys if len(fk.columns) == 1}
+    shown = table.columns[:n_columns]
+    items = []
+    for col in shown:
+        parts = [_name(col.name)]
+        if col.name in single_pk:
+            parts.append("PK")
+        if col.name in single_fk:
+            parts.append(f"-> {_target(single_fk[col.name])}")
+        if values := col.values[:n_values]:
+            parts.append(f"[{', '.join(values)}]")
+        items.append(" ".join(parts))
+    if len(shown) < len(table.columns):
+        items.append(f"... {len(table.columns) - len(shown)} more columns")
+    else:
+        if len(table.primary_key) > 1:
+            items.append(f"PK ({', '.join(map(_name, table.primary_key))})")
+        for fk in table.foreign_keys:
+            if len(fk.columns) > 1:
+                items.append(f"({', '.join(map(_name, fk.columns))}) -> {_target(fk)}")
+    return f"{_name(table.name)}({', '.join(items)})"
+
+
+def _target(fk: ForeignKey) -> str:
+    refs = fk.references
+    return _name(fk.table) + (f".{_name(refs[0])}" if len(refs) == 1 else f"({', '.join(map(_name, refs))})" if refs else "")
+
+
+Renderer = Callable[[Table, int, int | None], str]  # (table, example values, columns shown)
+RENDERERS: dict[str, Renderer] = {"ddl": render_table, "compact": render_table_compact}
+
+
+def _cuts(tables: list[Table], n_values: int, render: Renderer = render_table) -> Iterator[str]:
     """Schema texts from whole to smallest, in the order the budget rule tries them."""
     for k in range(n_values, -1, -1):
-        yield _render(tables, k, len(tables))
+        yield _render(tables, k, len(tables), render)
     for n in range(len(tables) - 1, 0, -1):
-        yield _render(tables, 0, n)
+        yield _render(tables, 0, n, render)
     if tables:
         for c in range(len(tables[0].columns) - 1, -1, -1):
-            yield _render(tables, 0, 1, n_columns=c)
+            yield _render(tables, 0, 1, render, n_columns=c)
 
 
-def _render(tables: list[Table], n_values: int, n_tables: int, n_columns: int | None = None) -> str:
-    blocks = [render_table(t, n_values) for t in tables[: n_tables - 1]]
+def _render(
+    tables: list[Table], n_values: int, n_tables: int, render: Renderer, n_columns: int | None = None
+) -> str:
+    blocks = [render(t, n_values, None) for t in tables[: n_tables - 1]]
     if n_tables:
-        blocks.append(render_table(tables[n_tables - 1], n_values, n_columns))
+        blocks.append(render(tables[n_tables - 1], n_values, n_columns))
     if n_tables < len(tables):
         names = ", ".join(_name(t.name) for t in tables[n_tables:])
         blocks.append(f"-- {len(tables) - n_tables} more tables not shown: {names}")
@@ -388,7 +430,8 @@ def run_tool(db_path: Path, name: str, arguments: dict[str, Any], params: Tokeni
             return "\n".join(_name(t) for t in list_tables(db_path, params))
         if name == "describe_table":
             table = _find_table(db_path, arguments.get("table"), params)
-            return render_table(read_table(db_path, table, params), params.schema_.example_values)
+            render = RENDERERS[params.schema_.format]
+            return render(read_table(db_path, table, params), params.schema_.example_values, None)
         if name == "sample_rows":
             table = _find_table(db_path, arguments.get("table"), params)
             limit = min(int(arguments.get("limit") or 3), params.tool_max_rows)

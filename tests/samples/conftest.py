@@ -109,7 +109,10 @@ def pair_row(i: int, db_id: str, question: str, pipe_sql: str, split: str) -> di
 
 
 def tokenize_params(**overrides: Any) -> TokenizeParams:
-    base = {"split": {"ratios": {"train": 0.6, "dev": 0.2, "test": 0.2}}, "num_proc": 1}
+    base = {  # the product's step-per-operator protocol over held-out databases, not the CPU default
+        "split": {"by": "database", "ratios": {"train": 0.6, "dev": 0.2, "test": 0.2}},
+        "mode": "incremental", "tool_ratio": 0.1, "schema": {"format": "ddl", "example_values": 2}, "num_proc": 1,
+    }
     return TokenizeParams.model_validate(_merge(base, overrides))
 
 

@@ -265,7 +265,7 @@ def test_stage_script(project: tuple[Path, Path], model_dir: Path, tmp_path: Pat
     """The stage runs as DVC runs it (`python -m stages.tokenize`) and reports bad params."""
     golden, raw = project
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["tokenize"]["split"]["ratios"] = {"train": 0.6, "dev": 0.2, "test": 0.2}
+    params["tokenize"]["split"] |= {"by": "database", "ratios": {"train": 0.6, "dev": 0.2, "test": 0.2}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "stages.tokenize", str(golden), str(raw), str(model_dir), "data/samples"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}

@@ -31,7 +31,7 @@ def pairs_of(n: int, n_dbs: int, seed: int = 0, splits: tuple[str, ...] = ("trai
 
 
 def split_params(**overrides: object) -> SplitParams:
-    return SplitParams.model_validate(overrides)
+    return SplitParams.model_validate({"by": "database", **overrides})
 
 
 def unit(pair: Pair, by: str) -> str:

@@ -233,8 +233,9 @@ def test_packed_length_shorter_than_a_sample_names_the_key(
         run(tiny_params(packing=True, packed_length=16), tiny_samples, tiny_base, tmp_path)
 
 
-def test_qlora_4bit_trains_on_bitsandbytes_cpu_backend(
-    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+def test_quantized_base_trains_on_bitsandbytes_cpu_backend(
+    quantization: str, tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
 ) -> None:
     """bitsandbytes' CPU kernels need layers at least one quantization block (64) wide."""
     base = tmp_path / "base64"
@@ -243,7 +244,7 @@ def test_qlora_4bit_trains_on_bitsandbytes_cpu_backend(
     config.hidden_size, config.intermediate_size = 64, 128
     AutoModelForCausalLM.from_config(config).save_pretrained(base)
     tokenizer.save_pretrained(base)
-    params = tiny_params(quantization="4bit", max_steps=4)
+    params = tiny_params(quantization=quantization, max_steps=4)
     metrics = run(params, tiny_samples, base, tmp_path)
     assert metrics["steps"] == 4 and math.isfinite(metrics["train_loss"])
     assert metrics["eval_loss"] < metrics["eval_loss_first"]
