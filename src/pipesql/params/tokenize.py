@@ -27,7 +27,7 @@ class SplitRatios(Strict):
 class SplitParams(Strict):
     # database: no test database is seen in training (as Spider and BIRD evaluate);
     # question: identical questions stay together; source: the source's official splits
-    by: Literal["database", "question", "source"] = "database"
+    by: Literal["database", "question", "source"] = "question"
     ratios: SplitRatios = SplitRatios()
     seed: int = 0                                   # also picks the pairs given tool samples
 
@@ -35,15 +35,16 @@ class SplitParams(Strict):
 class SchemaParams(Strict):
     """The schema text of every prompt, at training and at inference alike."""
 
+    format: Literal["ddl", "compact"] = "compact"   # CREATE TABLE statements | t(a PK, b -> u.id)
     max_tokens: int = Field(1024, gt=0)             # past this: example values go, then tables
-    example_values: int = Field(2, ge=0)            # distinct values per text column; 0 = none
+    example_values: int = Field(0, ge=0)            # distinct values per text column; 0 = none
     max_value_chars: int = Field(40, gt=0)          # longer values are never shown
 
 
 class TokenizeParams(Strict):
     split: SplitParams = SplitParams()
-    mode: Literal["incremental", "full", "both"] = "incremental"
-    tool_ratio: float = Field(0.1, ge=0, le=1)      # share of pairs that also get a tool sample
+    mode: Literal["incremental", "full", "both"] = "full"
+    tool_ratio: float = Field(0.0, ge=0, le=1)      # share of pairs that also get a tool sample
     tool_max_rows: int = Field(5, gt=0)             # result rows a tool call shows the model
     reasoning: bool = False                         # chain-of-thought, where present, before SQL
     max_length: int = Field(2048, gt=0)             # longer samples are dropped, never truncated
