@@ -130,7 +130,7 @@ def sft_config(
         packing_strategy="bfd",
         max_length=params.packed_length if packs(params) else None,  # None: never truncate
         eval_packing=False,  # eval loss comparable whether training packs or not
-        train_sampling_strategy="random" if packs(params) else "group_by_length",
+        train_sampling_strategy="group_by_length" if params.group_by_length and not packs(params) else "random",
         # evaluation, logging, checkpoints
         eval_strategy="steps",
         eval_steps=params.eval_steps,
