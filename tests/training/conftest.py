@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from pipesql.basemodel.scratch import qwen2_config, train_tokenizer
 from pipesql.params.download import ScratchModelParams
-from pipesql.params.train import TrainParams
+from pipesql.params.train import ALL_PROJECTIONS, TrainParams
 
 TABLES = ("singer", "concert", "stadium", "pet", "flight", "airport")
 TINY_MODEL = ScratchModelParams(
@@ -37,7 +37,8 @@ TINY_TRAIN: dict[str, Any] = {
     "batch_size": 4,
     "learning_rate": 1.0e-2,
     "warmup_fraction": 0.0,
-    "lora": {"r": 8, "alpha": 16.0, "dropout": 0.0},
+    # LoRA on every projection, as a hub model trains (the offline default trains most in full)
+    "lora": {"r": 8, "alpha": 16.0, "dropout": 0.0, "target_modules": list(ALL_PROJECTIONS), "modules_to_save": ["embed_tokens"]},
     "packing": False,
     "packed_length": 256,
     "logging_steps": 1,

@@ -13,14 +13,15 @@ ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 
 class LoraParams(Strict):
-    """Defaults: the offline scratch model (see params.yaml); a hub model takes r 16, alpha 32."""
+    """Defaults: the offline scratch model (see params.yaml); a hub model takes r 16, alpha 32,
+    LoRA on ALL_PROJECTIONS and nothing trained in full."""
 
     r: int = Field(64, gt=0, le=4096)
     alpha: float = Field(128.0, gt=0)               # updates are scaled by alpha / r
     dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: tuple[str, ...] = Field(ALL_PROJECTIONS, min_length=1)
-    # trained in full and saved inside the adapter (a scratch model's random embeddings)
-    modules_to_save: tuple[str, ...] = ("embed_tokens",)
+    target_modules: tuple[str, ...] = Field(("q_proj",), min_length=1)
+    # trained in full and saved inside the adapter (a scratch model's random weights)
+    modules_to_save: tuple[str, ...] = ("embed_tokens", *ALL_PROJECTIONS[1:])
 
 
 class GuardParams(Strict):
@@ -37,7 +38,7 @@ class GuardParams(Strict):
 class TrainParams(Strict):
     seed: int = 0
     lora: LoraParams = LoraParams()
-    learning_rate: float = Field(3e-3, gt=0, le=1)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
     lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
     warmup_fraction: float = Field(0.05, ge=0, lt=1)  # of the optimizer steps, always a fraction
     weight_decay: float = Field(0.0, ge=0, lt=1)
@@ -45,7 +46,7 @@ class TrainParams(Strict):
     batch_size: int = Field(8, gt=0)                # rows per device per micro-step
     gradient_accumulation_steps: int = Field(1, gt=0)
     epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(600, gt=0)        # optimizer steps; null = run `epochs`
+    max_steps: int | None = Field(900, gt=0)        # optimizer steps; null = run `epochs`
     quantization: Literal["none", "4bit", "8bit"] = "none"  # 4bit: QLoRA (NF4, double quant)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 > fp16 on GPU, fp32 on CPU
     gradient_checkpointing: bool = False            # less activation memory, ~30% more compute
@@ -63,10 +64,10 @@ class TrainParams(Strict):
     guard: GuardParams = GuardParams()
     checkpoint_uri: str | None = Field(None, pattern=r"^s3://[^/]+")  # each checkpoint uploaded here
     logging_steps: int = Field(1, gt=0)
-    eval_steps: int = Field(150, gt=0)
+    eval_steps: int = Field(300, gt=0)
     eval_max_samples: int | None = Field(128, gt=0)  # the dev split's first N; null = all
     eval_batch_size: int = Field(16, gt=0)
-    save_steps: int = Field(150, gt=0)
+    save_steps: int = Field(300, gt=0)
     save_total_limit: int = Field(3, ge=2)          # >= 2: a kill during a save leaves a complete one
 
     @model_validator(mode="after")
