@@ -37,8 +37,9 @@ SHRUNK: dict[str, Any] = {
                               "num_key_value_heads": 1}},
     },
     "golden_pairs": {"workers": 1},
-    "tokenize": {"num_proc": 1},  # by database: 3 databases give 1 each to train, dev and test
-    "train": {"max_steps": 3, "batch_size": 2, "lora": {"r": 4, "alpha": 8.0},
+    "tokenize": {"num_proc": 1},
+    # an explicit rate, so the experiment below changes it whatever the default is
+    "train": {"max_steps": 3, "batch_size": 2, "learning_rate": 1.0e-2, "lora": {"r": 4, "alpha": 8.0},
               "eval_steps": 3, "save_steps": 3, "eval_max_samples": 4, "eval_batch_size": 4},
     "eval": {"max_examples": 4, "print_examples": 1,
              "generation": {"batch_size": 8, "max_steps": 3, "max_new_tokens_step": 16}},
@@ -139,7 +140,7 @@ def test_an_eval_param_reruns_only_eval(project: tuple[Path, Any]) -> None:
 def test_experiment_on_a_train_param_reruns_train_eval_merge(project: tuple[Path, Any]) -> None:
     proj, _ = project
     before = json.loads((proj / "metrics" / "train.json").read_text())
-    proc = dvc(["exp", "run", "-S", "train.learning_rate=1.0e-3"], proj)
+    proc = dvc(["exp", "run", "-S", "train.learning_rate=5.0e-3"], proj)
     log = _stage_log(proc)
     assert _ran(log) == set(MODEL_STAGES), _show(proc)
     assert {s: log.get(s) for s in DATA_STAGES} == dict.fromkeys(DATA_STAGES, "skipped"), _show(proc)
@@ -149,7 +150,7 @@ def test_experiment_on_a_train_param_reruns_train_eval_merge(project: tuple[Path
     experiments = _experiments(proj)
     assert name[1] in experiments, experiments.keys()
     exp = experiments[name[1]]
-    assert exp["params"]["train"]["learning_rate"] == 1.0e-3
+    assert exp["params"]["train"]["learning_rate"] == 5.0e-3
     assert exp["metrics"]["metrics/train.json"]["steps"] == 3
     assert exp["metrics"]["metrics/train.json"]["eval_loss"] != before["eval_loss"]
     assert "execution_accuracy" in exp["metrics"]["metrics/eval.json"]
@@ -159,7 +160,7 @@ def test_experiment_on_a_train_param_reruns_train_eval_merge(project: tuple[Path
     diff = json.loads(dvc(["metrics", "diff", "--json"], proj).stdout)
     assert "eval_loss" in diff.get("metrics/train.json", {}), diff
     assert set(diff) <= {f"metrics/{s}.json" for s in MODEL_STAGES}, diff
-    _commit(proj, "train.learning_rate 1e-3")
+    _commit(proj, "train.learning_rate 5e-3")
 
 
 def test_a_decompiler_edit_reruns_golden_pairs_and_what_its_output_changes(project: tuple[Path, Any]) -> None:
