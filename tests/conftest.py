@@ -1,10 +1,12 @@
-"""Shared fixtures: a local S3 server (moto) with test credentials in the environment."""
+"""Shared fixtures: a local S3 server (moto) with test credentials, and the tiny trained project."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from evaluation.tinyrun import TinyProject, random_adapter, tiny_project, trained_adapter
 from project import S3Server
 
 
@@ -24,3 +26,19 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
         server.stop()
 
 
+
+
+# The tiny project of evaluation/tinyrun.py, built once a session for eval, merge and predict.
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> TinyProject:
+    return tiny_project(tmp_path_factory.getbasetemp() / "tiny")
+
+
+@pytest.fixture(scope="session")
+def random_lora(project: TinyProject) -> Path:
+    return random_adapter(project.base, project.root / "models" / "random_adapter")
+
+
+@pytest.fixture(scope="session")
+def trained_lora(project: TinyProject) -> Path:
+    return trained_adapter(project, project.root / "models" / "adapter")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evaluation.tinyrun import DATABASES, TinyProject, one_thread, tiny_project, trained_adapter
+from evaluation.tinyrun import DATABASES, TinyProject, one_thread
 from pipesql.cli import main
 from pipesql.merge import merge_adapter
 from pipesql.params.merge import MergeParams
@@ -44,14 +44,9 @@ def _one_torch_thread() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> TinyProject:
-    return tiny_project(tmp_path_factory.getbasetemp() / "tiny")
-
-
-@pytest.fixture(scope="module")
-def adapter(project: TinyProject) -> Path:
-    return trained_adapter(project, project.root / "models" / "adapter")
+@pytest.fixture
+def adapter(trained_lora: Path) -> Path:
+    return trained_lora
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from evaluation.tinyrun import TinyProject, build_base, one_thread, random_adapter, tiny_project
+from evaluation.tinyrun import TinyProject, build_base, one_thread
 from pipesql.basemodel.scratch import train_tokenizer
 from pipesql.evaluation.model import check_adapter, load_model
 from pipesql.io import DataError
@@ -36,14 +36,9 @@ def _one_torch_thread() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> TinyProject:
-    return tiny_project(tmp_path_factory.getbasetemp() / "tiny")
-
-
-@pytest.fixture(scope="module")
-def adapter(project: TinyProject) -> Path:
-    return random_adapter(project.base, project.root / "models" / "random_adapter")
+@pytest.fixture
+def adapter(random_lora: Path) -> Path:
+    return random_lora
 
 
 @pytest.fixture
