@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import socket
@@ -70,7 +71,7 @@ def copy_project(dest: Path, params: dict | None = None) -> Path:
         else:
             shutil.copy2(src, target)
     if params:
-        merged = _merge(yaml.safe_load((dest / "params.yaml").read_text()), params)
+        merged = merge_params(yaml.safe_load((dest / "params.yaml").read_text()), params)
         (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
     run(["git", "init", "-q"], dest)
     run(["git", "config", "user.email", "test@pipesql.local"], dest)
@@ -99,11 +100,13 @@ def dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     return run([sys.executable, "-m", "dvc", *args], cwd, check=check, env={"PYTHONPATH": COPY_PYTHONPATH})
 
 
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
+def merge_params(base: dict, override: dict) -> dict:
+    """`override` merged into a copy of `base`, nested dicts key by key (`{"guard": {"window": 3}}`
+    keeps the other guard keys); neither argument is modified."""
+    out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_params(out[key], value)
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
     return out

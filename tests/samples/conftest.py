@@ -17,6 +17,7 @@ import pytest
 from pipesql.params.tokenize import TokenizeParams
 from pipesql.samples import build_samples
 from pipesql.sources.raw import database_path
+from project import merge_params
 
 DATABASES = {
     "concert": """
@@ -113,14 +114,7 @@ def tokenize_params(**overrides: Any) -> TokenizeParams:
         "split": {"by": "database", "ratios": {"train": 0.6, "dev": 0.2, "test": 0.2}},
         "mode": "incremental", "tool_ratio": 0.1, "schema": {"format": "ddl", "example_values": 2}, "num_proc": 1,
     }
-    return TokenizeParams.model_validate(_merge(base, overrides))
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and key in out else value
-    return out
+    return TokenizeParams.model_validate(merge_params(base, overrides))
 
 
 @pytest.fixture(scope="session")

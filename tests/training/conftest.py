@@ -7,7 +7,6 @@ made here with the same chat template, so the training tests never wait on that 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from transformers import AutoTokenizer, Qwen2ForCausalLM
 from pipesql.basemodel.scratch import qwen2_config, train_tokenizer
 from pipesql.params.download import ScratchModelParams
 from pipesql.params.train import ALL_PROJECTIONS, TrainParams
+from project import merge_params
 
 TABLES = ("singer", "concert", "stadium", "pet", "flight", "airport")
 TINY_MODEL = ScratchModelParams(
@@ -51,23 +51,13 @@ TINY_TRAIN: dict[str, Any] = {
 
 def tiny_params(**overrides: Any) -> TrainParams:
     """TINY_TRAIN with nested overrides (`guard={"window": 3}` keeps the other guard keys)."""
-    return TrainParams.model_validate(merge(TINY_TRAIN, overrides))
+    return TrainParams.model_validate(merge_params(TINY_TRAIN, overrides))
 
 
 @pytest.fixture(name="tiny_params", scope="session")
 def tiny_params_fixture() -> Callable[..., TrainParams]:
     """tiny_params as a fixture: test modules cannot import this conftest by name."""
     return tiny_params
-
-
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(base))
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _question(i: int) -> tuple[str, str]:
