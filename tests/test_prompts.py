@@ -132,6 +132,15 @@ def test_schema_without_example_values(db: Path) -> None:
     assert " -- e.g." not in schema_text(db, params(example_values=0), WordTokenizer())
 
 
+def test_schema_format_none_leaves_the_schema_out_of_every_prompt(db: Path) -> None:
+    schema = schema_text(db, params(format="none"), WordTokenizer())
+    assert schema == ""
+    system_full = full_messages("How many?", schema)[0]["content"]
+    system_step = step_messages("How many?", schema, [])[0]["content"]
+    for system in (system_full, system_step):
+        assert "Database schema" not in system and not system.endswith("\n")
+
+
 def test_step_messages_hold_question_schema_and_query_so_far() -> None:
     first = step_messages("How many?", "SCHEMA", [], evidence="n means count")
     later = step_messages("How many?", "SCHEMA", ["FROM t", "WHERE a = '|>'"])

@@ -38,6 +38,7 @@ SYSTEM_STEP = (
     "You write pipe SQL for SQLite, one operator at a time. Reply with the next operator of the"
     f" query, or {END_MARKER} when the query is complete."
 )
+SCHEMA_HEADING = "Database schema:"
 SYSTEM_FULL = "You write pipe SQL for SQLite. Reply with the whole query in a ```sql block."
 SYSTEM_TOOLS = (
     "You write pipe SQL for SQLite. Inspect the database and test your query with the tools,"
@@ -69,7 +70,7 @@ def step_messages(
     """The prompt of step k (k = len(ops_so_far)): its answer is operator k, or END_MARKER."""
     so_far = f"\n{format_query(ops_so_far)}" if ops_so_far else " (empty)"
     return [
-        {"role": "system", "content": f"{SYSTEM_STEP}\n\nDatabase schema:\n{schema}"},
+        {"role": "system", "content": _system(SYSTEM_STEP, schema)},
         {"role": "user", "content": f"{_question_text(question, evidence)}\nQuery so far:{so_far}"},
     ]
 
@@ -104,7 +105,7 @@ def full_messages(
 ) -> list[dict[str, str]]:
     """The prompt whose answer is the whole query (`full_answer`)."""
     return [
-        {"role": "system", "content": f"{SYSTEM_FULL}\n\nDatabase schema:\n{schema}"},
+        {"role": "system", "content": _system(SYSTEM_FULL, schema)},
         {"role": "user", "content": _question_text(question, evidence)},
     ]
 
@@ -134,12 +135,17 @@ def template_texts() -> list[str]:
     Without it the instructions, a sixth of a short prompt, split into letters and pairs.
     """
     kinds = (step_messages("", "", []), step_messages("", "", ["FROM t"]), full_messages("", ""), tool_messages(""))
-    return [message["content"] for messages in kinds for message in messages]
+    return [SCHEMA_HEADING] + [message["content"] for messages in kinds for message in messages]
 
 
 def format_query(ops: Sequence[str]) -> str:
     """`FROM t\\n|> WHERE a > 1`: one operator a line, as pipe SQL is usually laid out."""
     return "\n|> ".join(op.strip() for op in ops)
+
+
+def _system(instructions: str, schema: str) -> str:
+    """The system turn: instructions, then the schema unless `schema.format` is none."""
+    return f"{instructions}\n\n{SCHEMA_HEADING}\n{schema}" if schema else instructions
 
 
 def _question_text(question: str, evidence: str | None) -> str:
@@ -185,6 +191,8 @@ def schema_text(db_path: Path, params: TokenizeParams, tokenizer: Tokenizer) -> 
     inference cut alike: first example values go (one per column at a time), then whole tables
     from the end (named in a closing comment), then columns from the end of the one table left.
     """
+    if params.schema_.format == "none":
+        return ""
     tables = read_schema(db_path, params)
     budget = params.schema_.max_tokens
     text = ""
