@@ -1,5 +1,7 @@
 """Fine-tune the base model on the tokenized samples with TRL's SFTTrainer and a PEFT LoRA adapter.
 
+The trainer is `trainer.Trainer`, TRL's SFTTrainer with a cheaper loss and length grouping.
+
 `train` reads in run order: processes and seed → samples → checkpoints (resume or start over)
 → model + adapter → SFTConfig → callbacks → train, rolling back on divergence → save → metrics.
 Derived numbers (tokens per optimizer step, trainable parameters) are printed before anything
@@ -20,7 +22,6 @@ from accelerate import PartialState
 from datasets import Dataset, DatasetDict, load_from_disk
 from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, TrainerCallback, set_seed
-from trl import SFTTrainer
 
 from pipesql.io import DataError, atomic_path, write_json
 from pipesql.params.base import ParamsError, to_dict
@@ -36,6 +37,7 @@ from pipesql.training.checkpoints import (
     run_fingerprint,
     write_record,
 )
+from pipesql.training.trainer import Trainer
 from pipesql.training.config import (
     Precision,
     hardware_precision,
@@ -104,7 +106,7 @@ def train(
     seconds = 0.0
     for attempt in itertools.count():
         model = load_model(Path(base_dir), params, precision, None if resume_from else init_from)
-        trainer = SFTTrainer(
+        trainer = Trainer(
             model=model,
             args=sft_config(params, Path(checkpoint_dir), precision, record.lr_scale, resume_from is not None),
             train_dataset=train_set,
@@ -359,7 +361,7 @@ def _plan(params: TrainParams, stats: dict[str, Any], precision: str, processes:
         batching = f"packed row(s) of {params.packed_length} tokens"
         step_tokens = rows * params.packed_length
     else:
-        batching = "sample(s) grouped by length"
+        batching = "sample(s) of similar length" if params.group_by_length else "sample(s) in random order"
         step_tokens = rows * stats["tokens"] // stats["samples"]
     return (
         f"train: {stats['samples']:,} samples, {stats['tokens']:,} tokens"
