@@ -11,7 +11,7 @@ from pipesql.params.base import Strict
 
 class SyntheticDataParams(Strict):
     n_databases: int = Field(8, gt=0, le=64)       # domains cycle when more than the templates
-    n_examples: int = Field(2000, gt=0)             # total question/SQL pairs across databases
+    n_examples: int = Field(6000, gt=0)             # total question/SQL pairs across databases
     rows_per_table: int = Field(40, ge=5, le=100_000)
 
 

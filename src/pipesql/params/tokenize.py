@@ -35,7 +35,9 @@ class SplitParams(Strict):
 class SchemaParams(Strict):
     """The schema text of every prompt, at training and at inference alike."""
 
-    format: Literal["ddl", "compact"] = "compact"   # CREATE TABLE statements | t(a PK, b -> u.id)
+    # CREATE TABLE statements | t(a PK, b -> u.id) | none: no schema, for a model that only
+    # ever sees the databases it trained on and learns their schemas from the questions
+    format: Literal["ddl", "compact", "none"] = "none"
     max_tokens: int = Field(1024, gt=0)             # past this: example values go, then tables
     example_values: int = Field(0, ge=0)            # distinct values per text column; 0 = none
     max_value_chars: int = Field(40, gt=0)          # longer values are never shown

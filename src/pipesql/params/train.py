@@ -46,7 +46,7 @@ class TrainParams(Strict):
     batch_size: int = Field(8, gt=0)                # rows per device per micro-step
     gradient_accumulation_steps: int = Field(1, gt=0)
     epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(900, gt=0)        # optimizer steps; null = run `epochs`
+    max_steps: int | None = Field(2400, gt=0)       # optimizer steps; null = run `epochs`
     quantization: Literal["none", "4bit", "8bit"] = "none"  # 4bit: QLoRA (NF4, double quant)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 > fp16 on GPU, fp32 on CPU
     gradient_checkpointing: bool = False            # less activation memory, ~30% more compute
@@ -56,7 +56,7 @@ class TrainParams(Strict):
     # block mask costs attention over whole rows (slower than grouping by length on CPU).
     packing: bool | Literal["auto"] = "auto"
     packed_length: int = Field(2048, gt=0)          # tokens per packed row; >= the longest sample
-    group_by_length: bool = False                   # unpacked: batches of similar length (less padding)
+    group_by_length: bool = True                    # unpacked: batches of similar length, shuffled
     launch: Literal["cpu", "cpu_ddp", "gpu", "multi_gpu", "deepspeed_zero2"] = "cpu"
     processes: int | None = Field(None, gt=0)       # null: 2 for cpu_ddp, every GPU for multi_gpu
     resume: Literal["auto", "never"] = "auto"       # auto: from the newest complete checkpoint
@@ -64,10 +64,10 @@ class TrainParams(Strict):
     guard: GuardParams = GuardParams()
     checkpoint_uri: str | None = Field(None, pattern=r"^s3://[^/]+")  # each checkpoint uploaded here
     logging_steps: int = Field(1, gt=0)
-    eval_steps: int = Field(300, gt=0)
+    eval_steps: int = Field(800, gt=0)
     eval_max_samples: int | None = Field(128, gt=0)  # the dev split's first N; null = all
     eval_batch_size: int = Field(16, gt=0)
-    save_steps: int = Field(300, gt=0)
+    save_steps: int = Field(800, gt=0)
     save_total_limit: int = Field(3, ge=2)          # >= 2: a kill during a save leaves a complete one
 
     @model_validator(mode="after")
