@@ -109,7 +109,7 @@ def test_sft_config_maps_params(tiny_params: Callable[..., TrainParams], tmp_pat
     assert args.eval_packing is False and not args.eval_on_start  # resuming: the step-0 eval exists
     assert args.logging_nan_inf_filter is False  # the guard must see NaN
     assert args.use_cpu and not args.bf16 and not args.fp16 and args.report_to == []
-    unpacked = sft_config(tiny_params(), tmp_path, "fp32", lr_scale=1.0, is_resuming=False)
+    unpacked = sft_config(tiny_params(group_by_length=False), tmp_path, "fp32", lr_scale=1.0, is_resuming=False)
     assert unpacked.max_length is None and unpacked.train_sampling_strategy == "random"
     grouped = sft_config(tiny_params(group_by_length=True), tmp_path, "fp32", lr_scale=1.0, is_resuming=False)
     assert grouped.train_sampling_strategy == "group_by_length"

@@ -58,6 +58,12 @@ class ShuffledLengthBatches(Sampler[int]):
 class Trainer(SFTTrainer):
     """SFTTrainer whose loss projects only labelled positions and whose length grouping shuffles."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A quantized base keeps fp32 norms while PEFT may hold the (tied, trained) head in bf16;
+        # TRL's fused head cast its input, so this head does too
+        self.model.get_output_embeddings().register_forward_pre_hook(_to_weight_dtype)
+
     def _get_train_sampler(self, train_dataset: Any = None) -> Sampler[int] | None:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.train_sampling_strategy != "group_by_length":
@@ -105,3 +111,7 @@ class Trainer(SFTTrainer):
             seen = inputs["attention_mask"].sum() if "attention_mask" in inputs else inputs["input_ids"].numel()
             self._total_train_tokens += int(gather(torch.as_tensor(seen)).sum().item())
         metrics["num_tokens"] = [self._total_train_tokens]
+
+
+def _to_weight_dtype(head: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return (args[0].to(head.weight.dtype), *args[1:])
