@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tokenizers import Tokenizer
 import torch
 from pydantic import ValidationError
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -128,6 +129,16 @@ def test_pad_is_not_eos(scratch_dir: Path, tokenizer: Any) -> None:
 def test_tokenizer_round_trips_sql(tokenizer: Any, sql: str) -> None:
     ids = tokenizer(sql, add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(ids) == sql
+
+
+def test_the_saved_tokenizer_splits_text_as_its_merges_were_learnt(scratch_dir: Path, tokenizer: Any) -> None:
+    """The directory loads as a Qwen2Tokenizer, with Qwen2's own pre-tokenizer: the BPE must have
+    been trained on the same pieces (with GPT-2's, merges such as `Ġ1901` never applied)."""
+    trained = Tokenizer.from_file(str(scratch_dir / "tokenizer.json"))
+    loaded = tokenizer.backend_tokenizer
+    text = "Singers born after 1901, in 'Austin' or Zoë's town?\nFROM singer |> WHERE a.b >= 2.5"
+    assert loaded.pre_tokenizer.pre_tokenize_str(text) == trained.pre_tokenizer.pre_tokenize_str(text)
+    assert loaded.normalizer.normalize_str(text) == trained.normalizer.normalize_str(text)
 
 
 def test_pipe_operator_is_one_token(tokenizer: Any) -> None:

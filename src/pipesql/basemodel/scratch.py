@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 
 from pipesql.basemodel.chat_template import chatml_template
 from pipesql.io import DataError
@@ -75,7 +75,11 @@ def train_tokenizer(texts: list[str], vocab_size: int, max_length: int) -> PreTr
     the final vocabulary is exactly vocab_size when the corpus has enough pairs to merge.
     """
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # The directory loads as a Qwen2Tokenizer (config.json says qwen2), which brings its own
+    # normalizer and pre-tokenizer: the merges are learnt on the pieces those make, or merges
+    # learnt on other pieces (`Ġ1901`, where Qwen2 splits digits) would never apply.
+    runtime = Qwen2Tokenizer().backend_tokenizer
+    tok.normalizer, tok.pre_tokenizer = runtime.normalizer, runtime.pre_tokenizer
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(TOOL_TOKENS),
