@@ -115,8 +115,9 @@ def test_an_adapter_for_another_base_is_refused(project: TinyProject, adapter: P
         vocab_size=600, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
     ))
+    vocab = json.loads((other / "config.json").read_text())["vocab_size"]  # what the corpus allowed, <= 600
     with pytest.raises(DataError, match=r"does not match the base model in .*other_base: lm_head.weight is"
-                                        r" \[600, 64\], the base's is \[600, 32\]; .*down_proj.lora_A.weight"
+                                        rf" \[{vocab}, 64\], the base's is \[{vocab}, 32\]; .*down_proj.lora_A.weight"
                                         r" \[16, 128\] does not fit .*down_proj \(64 -> 32\); and 27 more"):
         merge_adapter(other, adapter, project.samples, tmp_path / "merged", MergeParams())
 
