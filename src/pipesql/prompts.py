@@ -312,7 +312,7 @@ Renderer = Callable[[Table, int, int | None], str]  # (table, example values, co
 RENDERERS: dict[str, Renderer] = {"ddl": render_table, "compact": render_table_compact}
 
 
-def _cuts(tables: list[Table], n_values: int, render: Renderer = render_table) -> Iterator[str]:
+def _cuts(tables: list[Table], n_values: int, render: Renderer) -> Iterator[str]:
     """Schema texts from whole to smallest, in the order the budget rule tries them."""
     for k in range(n_values, -1, -1):
         yield _render(tables, k, len(tables), render)

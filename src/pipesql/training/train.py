@@ -37,7 +37,6 @@ from pipesql.training.checkpoints import (
     run_fingerprint,
     write_record,
 )
-from pipesql.training.trainer import Trainer
 from pipesql.training.config import (
     Precision,
     hardware_precision,
@@ -48,6 +47,7 @@ from pipesql.training.config import (
     torch_dtype,
     uses_cpu,
 )
+from pipesql.training.trainer import Trainer
 
 CONFIG_FILE = "pipesql_train.json"   # beside the adapter: params, resolved precision, trainer args
 
