@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from pipesql.evaluation.generate import Generation, HFGenerator, Task, generate_incremental
-from pipesql.evaluation.model import load_model
+from pipesql.models import load_model
 from pipesql.params.download import ModelParams, SyntheticDataParams
 from pipesql.params.eval import EvalParams, GenerationParams
 from pipesql.params.tokenize import TokenizeParams

@@ -16,7 +16,7 @@ from transformers import AutoTokenizer
 
 from evaluation.tinyrun import TinyProject
 from pipesql.evaluation.generate import HFGenerator, Messages, Task, generate_full, generate_incremental
-from pipesql.evaluation.model import load_model
+from pipesql.models import load_model
 from pipesql.params.eval import GenerationParams
 from pipesql.prompts import END_MARKER, full_messages, parse_step_answer, schema_text, step_messages
 from pipesql.sources.raw import database_path

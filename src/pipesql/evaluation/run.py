@@ -28,7 +28,7 @@ from pipesql.evaluation.generate import (
     generate_incremental,
 )
 from pipesql.evaluation.metrics import errors, plot_rows, rates, rates_by
-from pipesql.evaluation.model import load_model, resolve_dtype
+from pipesql.models import load_model, resolve_dtype
 from pipesql.evaluation.score import Gold, Score, gold_for, score_prediction
 from pipesql.evaluation.teacher_forced import LabelledSample, teacher_forced
 from pipesql.io import DataError, atomic_path, read_jsonl, write_jsonl

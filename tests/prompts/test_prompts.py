@@ -1,4 +1,4 @@
-"""Prompts: schema text and its budget rule, step/full messages and their parsers, tool results."""
+"""The prompts package: schema text and its budget rule, step/full messages and their parsers, tool results."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 eval, merge and `pipesql predict` all load through here, so an adapter is checked once, the same
 way, before a weight is read: a missing adapter_config.json, an unreadable weights file or an
 adapter made for another base fails naming the directory and what to do, instead of a size
-mismatch from deep inside PEFT.
+mismatch from deep inside PEFT. A trained model directory carries its prompt contract
+(`prompt_contract`), which names the chat template its tokenizer must have.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from pipesql.io import DataError
+from pipesql.prompts.contract import CONTRACT_FILE, PromptContract, check_chat_template, read_contract
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # what PEFT saves by default; pickled .bin is never read
@@ -63,8 +65,20 @@ def load_model(
         model = PeftModel.from_pretrained(model, str(adapter_dir))
     model.to(device or default_device()).eval()
     has_tokenizer = adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").is_file()
-    tokenizer = AutoTokenizer.from_pretrained(adapter_dir if has_tokenizer else model_dir)
+    tokenizer_dir = Path(adapter_dir if has_tokenizer else model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    trained_dir = Path(adapter_dir) if adapter_dir is not None else model_dir
+    if (trained_dir / CONTRACT_FILE).is_file():
+        check_chat_template(read_contract(trained_dir), tokenizer.chat_template, tokenizer_dir)
     return model, tokenizer
+
+
+def prompt_contract(model_dir: Path | None, adapter_dir: Path | None) -> PromptContract:
+    """The contract of what was trained: the adapter's, else the (merged) model's."""
+    trained = adapter_dir if adapter_dir is not None else model_dir
+    if trained is None:
+        raise DataError("no model directory given")
+    return read_contract(Path(trained))
 
 
 def check_adapter(adapter_dir: Path, base_dir: Path) -> dict[str, Any]:
