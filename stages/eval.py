@@ -13,6 +13,7 @@ from pipesql.io import write_metrics
 from pipesql.params.base import load_section
 from pipesql.params.eval import EvalParams
 from pipesql.params.tokenize import TokenizeParams
+from pipesql.prompts.contract import check_params, read_contract
 from pipesql.stage import run_stage
 
 
@@ -27,8 +28,11 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     params = load_section("eval", EvalParams, args.params)
-    # the schema text of every prompt is built as tokenize built it, from its section
-    tokenize_params = load_section("tokenize", TokenizeParams, args.params)
+    # Prompts are built as the model was trained, from the contract it carries; a params.yaml
+    # that says otherwise is a mistake to stop on, not a setting to follow.
+    contract = read_contract(args.adapter_dir)
+    check_params(contract, load_section("tokenize", TokenizeParams, args.params), args.params)
+    tokenize_params = contract.tokenize_params()
 
     from pipesql.evaluation.run import evaluate  # torch: imported once the params are known good
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from pipesql.io import write_metrics
 from pipesql.params.base import load_section
 from pipesql.params.train import TrainParams
+from pipesql.prompts.contract import copy_contract, read_contract
 from pipesql.stage import run_stage
 from pipesql.training.launch import CONFIG_DIR, child_env, is_launched, launch_command
 
@@ -35,6 +36,7 @@ def main() -> None:
     params = load_section("train", TrainParams, args.params)
 
     if not is_launched():
+        read_contract(args.samples_dir)  # before any launch: the adapter must carry it
         gpus = 0
         if params.launch in ("multi_gpu", "deepspeed_zero2") and params.processes is None:
             import torch
@@ -55,6 +57,7 @@ def main() -> None:
     except TrainingDiverged as e:
         sys.exit(f"error: {e}")
     if PartialState().is_main_process:
+        copy_contract(args.samples_dir, args.out_dir)  # how its prompts were built travels with it
         write_metrics("train", metrics)
         print(f"step {metrics['steps']}: eval loss {metrics['eval_loss_first']:.3f} ->"
               f" {metrics['eval_loss']:.3f}, {metrics['tokens_per_s']} tokens/s,"

@@ -36,7 +36,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> TinyProject:
 
 @pytest.fixture(scope="session")
 def random_lora(project: TinyProject) -> Path:
-    return random_adapter(project.base, project.root / "models" / "random_adapter")
+    return random_adapter(project, project.root / "models" / "random_adapter")
 
 
 @pytest.fixture(scope="session")

@@ -1,26 +1,32 @@
-"""`pipesql predict`: ask the model a question about a SQLite database, see its query and rows.
+"""`pipesql`: ask a trained model about a database, and run the pipeline's recipes.
 
     pipesql predict --model models/merged --db path/to.sqlite "How many singers are there?"
     pipesql predict --adapter models/adapter --db path/to.sqlite "How many singers are there?"
+    pipesql recipe show qwen-coder-1.5b-spider
+    pipesql recipe run qwen-coder-1.5b-spider -S download.model.revision=<hash> -S download.data.path=/data/spider
 
-The prompt, the generation loop and the execution are eval's own (`pipesql.prompts`,
-`pipesql.evaluation.generate`, `execute_safely`), with the settings of params.yaml's `tokenize`
-(schema text) and `eval` (protocol, decoding) sections, so an answer here is the answer eval
-would have scored. With --adapter and no --model, the base is the one the adapter names.
+predict builds its prompt from the prompt contract inside the model directory (the adapter's,
+else the merged model's) with eval's own generation loop and safe execution, so it needs no
+params.yaml and its answer is the one eval would have scored; decoding follows eval's defaults,
+or `--params` (its eval section) and the flags. With --adapter and no --model, the base is the one
+the adapter names. A recipe (configs/recipes/<name>.yaml) runs as `dvc exp run` with one `-S`
+per resolved key, so the experiment's params are exactly what `recipe show` prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipesql.io import DataError
+from pipesql.params import recipes
 from pipesql.params.base import ParamsError, load_section
 from pipesql.params.eval import EvalParams
-from pipesql.params.tokenize import TokenizeParams
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,32 +38,82 @@ def main(argv: Sequence[str] | None = None) -> int:
     predict.add_argument("--model", type=Path, help="a model directory: merged, or the adapter's base")
     predict.add_argument("--adapter", type=Path, help="a LoRA adapter directory to apply to --model")
     predict.add_argument("--evidence", help="external knowledge, as BIRD gives it")
-    predict.add_argument("--params", type=Path, default=Path("params.yaml"),
-                         help="its tokenize and eval sections are used (defaults when it is absent)")
+    predict.add_argument("--params", type=Path,
+                         help="a params.yaml whose eval section sets decoding (default: eval's defaults)")
+    predict.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], help="overrides eval.dtype")
+    predict.add_argument("--num-beams", type=int, help="overrides eval.generation.num_beams")
     predict.add_argument("--rows", type=int, default=20, help="result rows to print")
+
+    recipe = commands.add_parser("recipe", help="show or run a recipe of configs/recipes/")
+    actions = recipe.add_subparsers(dest="action", required=True)
+    for name, help_text in (("show", "print the fully resolved params"),
+                            ("run", "run it as an experiment (dvc exp run)")):
+        action = actions.add_parser(name, help=help_text)
+        action.add_argument("recipe", help="a recipe: the stem of configs/recipes/<name>.yaml")
+        action.add_argument("-S", "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                            help="an override on top of the recipe, as dvc exp run -S takes it")
+        action.add_argument("--recipes-dir", type=Path, default=recipes.RECIPES_DIR)
+    run = actions.choices["run"]
+    run.add_argument("-n", "--name", dest="experiment", help="the experiment's name (dvc exp run -n)")
+    run.add_argument("--queue", action="store_true", help="queue it (dvc exp run --queue)")
+    run.add_argument("--dry-run", action="store_true", help="print the dvc command, run nothing")
+
     args = parser.parse_args(argv)
     try:
-        return _predict(args)
+        if args.command == "predict":
+            return _predict(args)
+        return _show(args) if args.action == "show" else _run(args)
     except (DataError, ParamsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
+# ---------------------------------------------------------------- recipes
+
+
+def _show(args: argparse.Namespace) -> int:
+    path = recipes.recipe_path(args.recipe, args.recipes_dir)
+    overrides = recipes.with_sets(recipes.read_overrides(path), args.sets)
+    print(recipes.as_yaml(recipes.resolve(overrides, path, partial=True)), end="")
+    try:
+        recipes.resolve(overrides, path)
+    except ParamsError as e:
+        print(f"note: still to set before it runs (-S KEY=VALUE):\n{e}", file=sys.stderr)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Validate the whole resolution first: a recipe that cannot run fails here, not in a stage."""
+    path = recipes.recipe_path(args.recipe, args.recipes_dir)
+    resolved = recipes.resolve(recipes.with_sets(recipes.read_overrides(path), args.sets), path)
+    command = ["dvc", "exp", "run", *recipes.set_flags(recipes.dump(resolved))]
+    if args.experiment:
+        command += ["-n", args.experiment]
+    if args.queue:
+        command.append("--queue")
+    print(shlex.join(command), flush=True)
+    return 0 if args.dry_run else subprocess.call(command)
+
+
+# ---------------------------------------------------------------- predict
+
+
 def _predict(args: argparse.Namespace) -> int:
     """0 when the query ran, 1 when it did not parse, lower or run (the reason is printed)."""
-    eval_params, tokenize_params = _params(args.params)
+    eval_params = _eval_params(args)
     model_dir = args.model or _adapter_base(args.adapter)
     if not args.db.is_file():
         raise DataError(f"{args.db}: no such database file")
 
     from pipesql.evaluation.generate import HFGenerator, Task, generate_full, generate_incremental
-    from pipesql.evaluation.model import load_model, resolve_dtype
     from pipesql.evaluation.run import resolve_protocol
     from pipesql.evaluation.score import check_pipe_sql
+    from pipesql.models import load_model, prompt_contract, resolve_dtype
     from pipesql.prompts import format_result, schema_text
     from pipesql.sql.execute import ExecutionError, execute_safely
     from pipesql.sql.lower import LoweringError, lower_to_sqlite
 
+    tokenize_params = prompt_contract(model_dir, args.adapter).tokenize_params()
     model, tokenizer = load_model(model_dir, args.adapter, resolve_dtype(eval_params.dtype))
     task = Task(args.question, schema_text(args.db, tokenize_params, tokenizer), args.evidence)
     generate = HFGenerator(model, tokenizer, eval_params.generation, progress=False)
@@ -84,11 +140,15 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _params(path: Path) -> tuple[EvalParams, TokenizeParams]:
-    if not path.is_file():
-        print(f"note: {path} not found; using the default eval and tokenize settings", file=sys.stderr)
-        return EvalParams(), TokenizeParams()
-    return load_section("eval", EvalParams, path), load_section("tokenize", TokenizeParams, path)
+def _eval_params(args: argparse.Namespace) -> EvalParams:
+    """eval's decoding: its defaults, or a params file's eval section, then the flags."""
+    params = load_section("eval", EvalParams, args.params) if args.params else EvalParams()
+    update: dict = {}
+    if args.dtype:
+        update["dtype"] = args.dtype
+    if args.num_beams:
+        update["generation"] = params.generation.model_copy(update={"num_beams": args.num_beams})
+    return params.model_copy(update=update)
 
 
 def _adapter_base(adapter_dir: Path | None) -> Path:

@@ -18,7 +18,7 @@ import yaml
 
 from evaluation.tinyrun import TinyProject
 from pipesql.evaluation.generate import Messages
-from pipesql.evaluation.model import load_model
+from pipesql.models import load_model
 from pipesql.evaluation.run import (
     generate_queries,
     read_test_examples,
@@ -193,5 +193,24 @@ def test_the_eval_stage_names_a_missing_adapter(project: TinyProject, tmp_path: 
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert proc.returncode == 1
-    assert proc.stderr.strip().endswith("adapter_config.json not found; run 'dvc repro train' first")
+    assert proc.stderr.strip().endswith(f"{tmp_path / 'nope'}: no such model directory; run 'dvc repro' first")
     assert not (tmp_path / "metrics").exists()
+
+
+def test_the_eval_stage_refuses_params_that_contradict_the_prompt_contract(
+    project: TinyProject, random_lora: Path, tmp_path: Path
+) -> None:
+    """The model was trained on the compact schema: a params.yaml saying ddl names both values."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["tokenize"] = project.tokenize_params.model_dump(mode="json", by_alias=True)
+    params["tokenize"]["schema"]["format"] = "ddl"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.eval", str(project.base), str(random_lora), str(project.samples),
+         str(project.raw), "--predictions", "p.jsonl", "--plots", "plots"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    assert "params.yaml: tokenize.schema.format: 'ddl', but the model was trained with 'compact'" in proc.stderr
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "p.jsonl").exists()

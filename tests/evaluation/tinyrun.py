@@ -32,6 +32,7 @@ from pipesql.params.download import ScratchModelParams
 from pipesql.params.golden_pairs import GoldenPairsParams
 from pipesql.params.tokenize import TokenizeParams
 from pipesql.params.train import ALL_PROJECTIONS
+from pipesql.prompts.contract import copy_contract
 from pipesql.samples import build_samples
 from pipesql.sources.raw import Example, read_examples, write_raw
 
@@ -158,8 +159,10 @@ def lora_model(base: Path) -> PeftModel:
 
 
 @functools.cache
-def random_adapter(base: Path, out: Path) -> Path:
-    """An adapter whose LoRA B matrices are random (PEFT starts them at zero, a no-op adapter)."""
+def random_adapter(project: TinyProject, out: Path) -> Path:
+    """An adapter whose LoRA B matrices are random (PEFT starts them at zero, a no-op adapter),
+    carrying the project's prompt contract as the train stage's adapters do."""
+    base = project.base
     model = lora_model(base)
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(1)
@@ -168,6 +171,7 @@ def random_adapter(base: Path, out: Path) -> Path:
                 param.normal_(std=0.5)
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    copy_contract(project.samples, out)
     return out
 
 
@@ -190,6 +194,7 @@ def trained_adapter(project: TinyProject, out: Path) -> Path:
                 optimizer.zero_grad()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    copy_contract(project.samples, out)
     return out
 
 

@@ -30,6 +30,7 @@ from transformers import AutoTokenizer
 from pipesql.io import DataError, atomic_path, write_jsonl
 from pipesql.params.tokenize import TokenizeParams
 from pipesql.prompts import TOOLS, schema_text
+from pipesql.prompts.contract import build_contract, write_contract
 from pipesql.samples.conversations import KINDS, Sample, has_tool_sample, text_samples, tool_sample
 from pipesql.samples.encode import IGNORE, ChatEncoder
 from pipesql.samples.splits import SPLITS, Pair, assign_splits, read_pairs
@@ -69,7 +70,8 @@ class Chunk:
 def build_samples(
     golden_dir: Path, raw_dir: Path, model_dir: Path, params: TokenizeParams, out_dir: Path
 ) -> dict[str, Any]:
-    """Write the DatasetDict and test_pairs.jsonl to out_dir atomically; return the metrics."""
+    """Write the DatasetDict, test_pairs.jsonl and the prompt contract (prompt.json) to out_dir
+    atomically; return the metrics."""
     pairs_path = Path(golden_dir) / PAIRS_FILE
     splits = assign_splits(read_pairs(pairs_path), params.split, pairs_path)
     worker = _Worker(pairs_path, Path(raw_dir), Path(model_dir), params)  # fails early
@@ -93,6 +95,7 @@ def build_samples(
         with atomic_path(out_dir) as tmp:
             datasets.save_to_disk(str(tmp))
             write_jsonl(tmp / TEST_PAIRS_FILE, (p.row for p in splits["test"]))
+            write_contract(tmp, build_contract(params, worker.tokenizer.chat_template or ""))
         del datasets  # release the memory maps before the build files go
     return stats.metrics(params)
 
