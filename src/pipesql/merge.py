@@ -4,10 +4,12 @@
 
 The merge runs in fp32 on the unquantized base, a QLoRA adapter included: merging into a 4-bit
 base would round the merged weights to 4 bits and lose much of what the adapter learnt (peft
-#2321). The result is cast once, to merge.dtype. The proof reloads the written directory as a
-user would and compares its logits with base + adapter, unmerged and in fp32, on the first test
-samples; the directory replaces out_dir only when the largest difference is finite and within
-merge.tolerance for that dtype, so a corrupted adapter or a lost weight never ships.
+#2321). Its logits are checked against base + adapter (unmerged, fp32) on the first test samples
+within merge.tolerance.fp32, before the cast; the result is then cast once, to merge.dtype, and
+the proof reloads the written directory as a user would: its logits must be within that dtype's
+tolerance and predict the same next token at merge.min_argmax_agreement of the positions (a
+whole-logit bf16 tolerance alone cannot see a half-lost adapter). Only then does the directory,
+with the adapter's prompt contract, replace out_dir, so a corrupted adapter never ships.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import torch
 from datasets import load_from_disk
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from pipesql.evaluation.model import TORCH_DTYPES, check_adapter, default_device, load_model
 from pipesql.io import DataError, atomic_path, write_json
+from pipesql.models import TORCH_DTYPES, check_adapter, default_device, load_model
 from pipesql.params.base import to_dict
 from pipesql.params.merge import MergeParams
+from pipesql.prompts.contract import copy_contract
 
 RECORD_FILE = "pipesql_merge.json"   # beside the merged weights: where they came from, the proof
 TRAIN_RECORD = "pipesql_train.json"  # the train stage's resolved config, beside the adapter
@@ -49,25 +52,34 @@ def merge_adapter(
     model, tokenizer = load_model(base_dir, adapter_dir, "fp32", device)
     reference = _logits(model, prompts, device)
     merged = model.merge_and_unload()  # PEFT unties input and output embeddings when either changed
+    # Tightly in fp32 first, where only the merge can differ; after the cast a whole-logit
+    # tolerance cannot tell rounding from a half-lost adapter, so the next tokens must agree too.
+    _check("fp32 merge", _diffs(_logits(merged, prompts, device), reference), params.tolerance.fp32,
+           "merge.tolerance.fp32", adapter_dir, prompts)
     merged.to(TORCH_DTYPES[params.dtype])
     tolerance = getattr(params.tolerance, params.dtype)
     with atomic_path(Path(out_dir)) as tmp:
         merged.save_pretrained(tmp)  # safetensors, config, generation config
         tokenizer.save_pretrained(tmp)  # tokenizer and its chat template
+        copy_contract(adapter_dir, tmp)  # how its prompts were built travels with it
         del merged, model
         reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=TORCH_DTYPES[params.dtype]).to(device).eval()
-        diffs = [(ours.float() - theirs).abs() for ours, theirs in zip(_logits(reloaded, prompts, device), reference)]
-        largest = max(float(d.max()) for d in diffs)
-        if not largest <= tolerance:  # NaN compares False: a non-finite difference fails too
+        logits = _logits(reloaded, prompts, device)
+        diffs = _diffs(logits, reference)
+        largest = _check(f"merged model ({params.dtype})", diffs, tolerance,
+                         f"merge.tolerance.{params.dtype}", adapter_dir, prompts)
+        agreement = _argmax_agreement(logits, reference)
+        if agreement < params.min_argmax_agreement:
             raise MergeCheckError(
-                f"{adapter_dir}: the merged model's logits differ from base + adapter by {largest:.4g}"
-                f" (merge.tolerance.{params.dtype} is {tolerance:g}) on {len(prompts)} test prompts;"
-                " a non-finite or large difference means the adapter is corrupt: run 'dvc repro train'."
-                " A merge into bf16/fp16 that only misses the tolerance: compare with dtype fp32 first"
+                f"{adapter_dir}: the merged model ({params.dtype}) predicts base + adapter's next"
+                f" token at {agreement:.1%} of {sum(d.shape[0] for d in diffs)} positions"
+                f" (merge.min_argmax_agreement is {params.min_argmax_agreement:g}): the cast lost"
+                " what the adapter learnt; keep merge.dtype fp32"
             )
         metrics = {
             "dtype": params.dtype,
             "max_abs_logit_diff": largest,
+            "argmax_agreement": agreement,
             "mean_abs_logit_diff": float(torch.cat([d.flatten() for d in diffs]).mean()),
             "tolerance": tolerance,
             "prompts": len(prompts),
@@ -92,6 +104,30 @@ def check_prompts(samples_dir: Path, params: MergeParams) -> list[list[int]]:
         raise DataError(f"{samples_dir}: the test split is empty; merge checks its logits on test prompts")
     rows = test.select_columns(["input_ids"])
     return [list(rows[i]["input_ids"][: params.check_max_tokens]) for i in range(min(params.check_prompts, len(test)))]
+
+
+def _diffs(logits: list[torch.Tensor], reference: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [(ours.float() - theirs).abs() for ours, theirs in zip(logits, reference, strict=True)]
+
+
+def _check(what: str, diffs: list[torch.Tensor], tolerance: float, key: str, adapter_dir: Path,
+           prompts: list[list[int]]) -> float:
+    """The largest difference, once it is within tolerance; raises MergeCheckError otherwise."""
+    largest = max(float(d.max()) for d in diffs)
+    if not largest <= tolerance:  # NaN compares False: a non-finite difference fails too
+        raise MergeCheckError(
+            f"{adapter_dir}: the {what}'s logits differ from base + adapter by {largest:.4g}"
+            f" ({key} is {tolerance:g}) on {len(prompts)} test prompts; a non-finite or large"
+            " difference means the adapter is corrupt: run 'dvc repro train'. A merge into"
+            " bf16/fp16 that only misses the tolerance: compare with dtype fp32 first"
+        )
+    return largest
+
+
+def _argmax_agreement(logits: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    """Share of compared positions whose most likely next token is base + adapter's."""
+    same = sum(int((a.argmax(-1) == b.argmax(-1)).sum()) for a, b in zip(logits, reference, strict=True))
+    return same / sum(b.shape[0] for b in reference)
 
 
 @torch.inference_mode()

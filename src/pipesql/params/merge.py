@@ -27,3 +27,5 @@ class MergeParams(Strict):
     check_prompts: int = Field(4, gt=0)             # test samples the logits are compared on
     check_max_tokens: int = Field(512, gt=0)        # each cut to its first N tokens
     tolerance: MergeTolerance = MergeTolerance()
+    # of the compared positions, the merged model's most likely next token is base + adapter's
+    min_argmax_agreement: float = Field(0.98, ge=0, le=1)
