@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from pipesql.params.base import Strict
+
+
+def _partial(info: ValidationInfo) -> bool:
+    """A recipe being shown, not run: keys the user must still supply are not yet errors."""
+    return bool(info.context and info.context.get("partial"))
 
 
 class SyntheticDataParams(Strict):
@@ -52,7 +57,9 @@ class DataParams(Strict):
     hf: HfDataParams = HfDataParams()
 
     @model_validator(mode="after")
-    def _source_needs(self) -> DataParams:
+    def _source_needs(self, info: ValidationInfo) -> DataParams:
+        if _partial(info):
+            return self
         if self.source in ("spider", "bird") and not self.path:
             raise ValueError(f"path is required when source is {self.source!r}")
         if self.source == "url" and not (self.url.url and self.url.sha256):
@@ -93,9 +100,15 @@ class ModelParams(Strict):
     scratch: ScratchModelParams = ScratchModelParams()
 
     @model_validator(mode="after")
-    def _source_needs(self) -> ModelParams:
+    def _source_needs(self, info: ValidationInfo) -> ModelParams:
+        if _partial(info):
+            return self
         if self.source == "hub" and not self.revision:
-            raise ValueError("revision is required when source is 'hub' (pin a commit hash)")
+            raise ValueError(
+                "revision is required when source is 'hub' (pin a commit hash, so a rerun fetches"
+                " the same weights); get it with: python -c \"from huggingface_hub import"
+                f" model_info; print(model_info('{self.name}').sha)\""
+            )
         if self.source == "local" and not self.path:
             raise ValueError("path is required when source is 'local'")
         return self
