@@ -18,7 +18,9 @@ from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from pipesql.basemodel.scratch import qwen2_config, train_tokenizer
 from pipesql.params.download import ScratchModelParams
+from pipesql.params.tokenize import TokenizeParams
 from pipesql.params.train import ALL_PROJECTIONS, TrainParams
+from pipesql.prompts.contract import build_contract, write_contract
 from project import merge_params
 
 TABLES = ("singer", "concert", "stadium", "pet", "flight", "airport")
@@ -98,4 +100,5 @@ def tiny_samples(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     DatasetDict(
         train=Dataset.from_list(rows[:48]), dev=Dataset.from_list(rows[48:56]), test=Dataset.from_list(rows[56:])
     ).save_to_disk(out_dir)
+    write_contract(out_dir, build_contract(TokenizeParams(), tokenizer.chat_template))  # as tokenize does
     return out_dir
