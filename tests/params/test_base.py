@@ -7,23 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipesql.params.base import ParamsError, Strict, load_section
+from pipesql.params.base import ParamsError, load_section
 from pipesql.params.download import DownloadParams
-from pipesql.params.eval import EvalParams
-from pipesql.params.golden_pairs import GoldenPairsParams
-from pipesql.params.merge import MergeParams
-from pipesql.params.tokenize import TokenizeParams
-from pipesql.params.train import TrainParams
+from pipesql.params.recipes import SECTIONS
 from project import REPO_ROOT
-
-SECTIONS: dict[str, type[Strict]] = {
-    "download": DownloadParams,
-    "golden_pairs": GoldenPairsParams,
-    "tokenize": TokenizeParams,
-    "train": TrainParams,
-    "eval": EvalParams,
-    "merge": MergeParams,
-}
 
 
 def _write(tmp_path: Path, body: dict) -> Path:
