@@ -11,7 +11,7 @@ One command, from the repo root, runs them all and writes one file (atomically):
 The benchmarks, in the order they run: `synthetic` (synthetic data generation), `golden_pairs`
 (coverage and throughput on synthetic data, plus Spider-train when ../shared/spider-train is
 there or --spider names it), `tokenize` (samples/s), `generation` (batched over one-at-a-time),
-`train_throughput` (tokens/s with and without packing, in its own process: data/samples and
+`train_throughput` (tokens/s grouped by length, in random order and packed, in its own process: data/samples and
 models/base when both exist, else small ones built from synthetic data) and `dvc_noop` (a
 `dvc repro` with nothing to do, timed only when `dvc status` says nothing would run; otherwise
 recorded as skipped with the stages that would). `--runs N` goes to each benchmark that repeats
@@ -202,9 +202,8 @@ def bench_train_throughput(o: Options, rec: Record) -> dict[str, Any]:
     if built_examples is not None:
         result["samples"], result["base"] = rec["params"]["samples"], rec["params"]["base"]
     rec["figures"] = {
-        "ratio_packed_over_unpacked": result["ratio_packed_over_unpacked"],
-        "unpacked_tokens_per_s_best": max(result["unpacked"]["tokens_per_s"]),
-        "packed_tokens_per_s_best": max(result["packed"]["tokens_per_s"]),
+        **{f"{key}_tokens_per_s_best": max(runs) for key, runs in result["tokens_per_s"].items()},
+        **{f"{key}_over_first": ratio for key, ratio in list(result["best_over_first"].items())[1:]},
     }
     return result
 

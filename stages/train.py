@@ -3,27 +3,33 @@
     python -m stages.train data/samples models/base models/adapter \\
         --checkpoints checkpoints/train --plots dvclive/train
 
-Started plainly, it replaces itself with the launcher `train.launch` names (accelerate launch
-with configs/accelerate/<launch>.yaml, or torchrun for several CPU processes); the launched
-processes train, and only the main one writes metrics/train.json.
+Started plainly, it checks the request against this machine and runs the launcher `train.launch`
+names (accelerate launch with configs/accelerate/<launch>.yaml, or torchrun for several CPU
+processes), relaunching it after a divergence rollback; the launched processes train (one attempt
+each), and only the main one writes metrics/train.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipesql.io import write_metrics
 from pipesql.params.base import load_section
 from pipesql.params.train import TrainParams
 from pipesql.prompts.contract import copy_contract, read_contract
 from pipesql.stage import run_stage
-from pipesql.training.launch import CONFIG_DIR, child_env, is_launched, launch_command
+from pipesql.training.launch import CONFIG_DIR, ROLLBACK_EXIT, check_machine, is_launched, launch_command, supervise
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
 
 
-def main() -> None:
+def main(callbacks: Sequence[TrainerCallback] = ()) -> None:
+    """`callbacks` reach the Trainer in the launched processes (a test's fault injection)."""
     parser = argparse.ArgumentParser(description="Fine-tune the base model on the samples.")
     parser.add_argument("samples_dir", type=Path)
     parser.add_argument("base_dir", type=Path)
@@ -37,23 +43,26 @@ def main() -> None:
 
     if not is_launched():
         read_contract(args.samples_dir)  # before any launch: the adapter must carry it
+        check_machine(params, args.base_dir)
         gpus = 0
         if params.launch in ("multi_gpu", "deepspeed_zero2") and params.processes is None:
             import torch
 
             gpus = torch.cuda.device_count()
-        command = launch_command(
-            params.launch, params.processes, __spec__.name, sys.argv[1:], args.launch_configs, gpus
-        )
+        module = sys.modules["__main__"].__spec__.name  # stages.train, or a test's driver around it
+        command = launch_command(params.launch, params.processes, module, sys.argv[1:], args.launch_configs, gpus)
         print("launching:", " ".join(command), flush=True)
-        os.execve(command[0], command, child_env())  # signals reach the launcher, then the trainers
+        sys.exit(supervise(command, args.checkpoints, params.guard.max_rollbacks))
 
     from accelerate import PartialState
 
-    from pipesql.training.train import TrainingDiverged, train
+    from pipesql.training.train import RollbackPending, TrainingDiverged, train
 
     try:
-        metrics = train(params, args.samples_dir, args.base_dir, args.out_dir, args.checkpoints, args.plots)
+        metrics = train(params, args.samples_dir, args.base_dir, args.out_dir, args.checkpoints, args.plots, callbacks)
+    except RollbackPending as e:
+        print(f"rolling back: {e}", flush=True)
+        sys.exit(ROLLBACK_EXIT)
     except TrainingDiverged as e:
         sys.exit(f"error: {e}")
     if PartialState().is_main_process:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,8 +15,15 @@ import yaml
 
 from pipesql.params.base import ParamsError, load_section
 from pipesql.params.train import TrainParams
-from pipesql.training.config import lora_config, packs, quantization_config, resolve_precision, sft_config
-from pipesql.training.launch import CONFIG_DIR, launch_command
+from pipesql.training.config import (
+    device_map,
+    lora_config,
+    packs,
+    quantization_config,
+    resolve_precision,
+    sft_config,
+)
+from pipesql.training.launch import CONFIG_DIR, check_request, launch_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = REPO_ROOT / CONFIG_DIR
@@ -49,33 +57,76 @@ def test_bad_params_name_the_key(tmp_path: Path, body: dict, message: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("requested", "on_cpu", "cuda", "bf16", "expected"),
+    ("requested", "on_cpu", "bf16", "expected"),
     [
-        ("auto", True, False, False, "fp32"),
-        ("auto", True, True, True, "fp32"),     # a cpu launch on a GPU machine stays on CPU
-        ("auto", False, True, True, "bf16"),
-        ("auto", False, True, False, "fp16"),
-        ("bf16", True, False, False, "bf16"),   # CPU autocast has bf16
-        ("fp32", False, True, True, "fp32"),
+        ("auto", True, False, "fp32"),
+        ("auto", True, True, "fp32"),     # a cpu launch on a GPU machine stays on CPU
+        ("auto", False, True, "bf16"),
+        ("auto", False, False, "fp16"),
+        ("bf16", True, False, "bf16"),    # CPU autocast has bf16
+        ("fp32", False, True, "fp32"),
     ],
 )
-def test_precision_follows_hardware(requested: str, on_cpu: bool, cuda: bool, bf16: bool, expected: str) -> None:
-    assert resolve_precision(requested, on_cpu, cuda, bf16) == expected
+def test_precision_follows_hardware(requested: str, on_cpu: bool, bf16: bool, expected: str) -> None:
+    assert resolve_precision(requested, on_cpu, bf16) == expected
 
 
 @pytest.mark.parametrize(
-    ("requested", "on_cpu", "cuda", "bf16", "message"),
+    ("requested", "on_cpu", "bf16", "message"),
     [
-        ("fp16", True, False, False, "train.precision: fp16 needs a CUDA GPU"),
-        ("bf16", False, True, False, "train.precision: this GPU has no bf16"),
-        ("auto", False, False, False, "train.launch: a GPU profile, but no CUDA device"),
+        ("fp16", True, False, "train.precision: fp16 needs a CUDA GPU"),
+        ("bf16", False, False, "train.precision: this GPU has no bf16"),
     ],
 )
-def test_precision_the_hardware_cannot_honour_raises(
-    requested: str, on_cpu: bool, cuda: bool, bf16: bool, message: str
-) -> None:
+def test_precision_the_hardware_cannot_honour_raises(requested: str, on_cpu: bool, bf16: bool, message: str) -> None:
     with pytest.raises(ParamsError, match=message):
-        resolve_precision(requested, on_cpu, cuda, bf16)
+        resolve_precision(requested, on_cpu, bf16)
+
+
+QUANTIZED_BASE = {"quantization_config": {"quant_method": "gptq", "bits": 4}}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "base_config", "cuda", "flash_attn", "message"),
+    [
+        ({"launch": "gpu"}, {}, False, False, "train.launch: 'gpu' is a GPU profile, but no CUDA device"),
+        ({"launch": "deepspeed_zero2"}, {}, False, True, "train.launch: 'deepspeed_zero2' is a GPU profile"),
+        ({"launch": "gpu", "attn_implementation": "flash_attention_2"}, {}, True, False,
+         "train.attn_implementation: flash_attention_2 needs the flash-attn package, which is not installed"),
+        ({"attn_implementation": "flash_attention_2"}, {}, True, True,
+         "train.attn_implementation: flash_attention_2 needs a CUDA GPU"),
+        ({"quantization": "4bit"}, QUANTIZED_BASE, False, False,
+         "train.quantization: '4bit', but the base model is already quantized (gptq"),
+        ({"launch": "gpu", "quantization": "8bit"}, QUANTIZED_BASE, True, False, "train.quantization: '8bit'"),
+    ],
+)
+def test_requests_this_machine_or_base_cannot_honour_name_the_key(
+    tiny_params: Callable[..., TrainParams], overrides: dict, base_config: dict, cuda: bool, flash_attn: bool,
+    message: str,
+) -> None:
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        check_request(tiny_params(**overrides), base_config, cuda, flash_attn)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "base_config", "cuda", "flash_attn"),
+    [
+        ({}, {}, False, False),
+        ({"launch": "gpu", "attn_implementation": "flash_attention_2"}, {}, True, True),
+        ({"quantization": "none"}, QUANTIZED_BASE, False, False),  # LoRA on the quantized base as it is
+        ({"quantization": "4bit"}, {}, False, False),
+    ],
+)
+def test_requests_that_can_run_pass(
+    tiny_params: Callable[..., TrainParams], overrides: dict, base_config: dict, cuda: bool, flash_attn: bool
+) -> None:
+    check_request(tiny_params(**overrides), base_config, cuda, flash_attn)
+
+
+def test_gpu_weights_load_onto_the_process_device(tiny_params: Callable[..., TrainParams]) -> None:
+    assert device_map(tiny_params(launch="gpu"), 0) == {"": 0}
+    assert device_map(tiny_params(launch="multi_gpu"), 3) == {"": 3}
+    assert device_map(tiny_params(launch="cpu"), 0) is None
 
 
 def test_lora_config_field_by_field(tiny_params: Callable[..., TrainParams]) -> None:
@@ -103,6 +154,7 @@ def test_sft_config_maps_params(tiny_params: Callable[..., TrainParams], tmp_pat
         epochs=2.0,
     )
     args = sft_config(params, tmp_path, "fp32", lr_scale=0.5, is_resuming=True)
+    assert not args.activation_checkpointing and args.activation_checkpointing_kwargs is None
     assert args.learning_rate == pytest.approx(1e-4)
     assert args.warmup_steps == 0.1 and args.gradient_accumulation_steps == 4 and args.max_steps == 8
     assert args.packing and args.packing_strategy == "bfd" and args.max_length == 256
@@ -114,6 +166,8 @@ def test_sft_config_maps_params(tiny_params: Callable[..., TrainParams], tmp_pat
     grouped = sft_config(tiny_params(group_by_length=True), tmp_path, "fp32", lr_scale=1.0, is_resuming=False)
     assert grouped.train_sampling_strategy == "group_by_length"
     assert unpacked.eval_on_start
+    checkpointed = sft_config(tiny_params(gradient_checkpointing=True), tmp_path, "fp32", lr_scale=1.0, is_resuming=False)
+    assert checkpointed.activation_checkpointing and checkpointed.activation_checkpointing_kwargs == {"use_reentrant": False}
 
 
 @pytest.mark.parametrize(
@@ -124,7 +178,8 @@ def test_sft_config_maps_params(tiny_params: Callable[..., TrainParams], tmp_pat
         ("cpu_ddp", 3, 0, ["--nproc_per_node=3"]),
         ("gpu", None, 1, ["--config_file", "gpu.yaml"]),
         ("multi_gpu", None, 4, ["--config_file", "multi_gpu.yaml", "--num_processes", "4"]),
-        ("deepspeed_zero2", 2, 8, ["--config_file", "deepspeed_zero2.yaml", "--num_processes", "2"]),
+        ("deepspeed_zero2", 2, 8, ["--config_file", "deepspeed_zero2.yaml", "--deepspeed_config_file"]),
+        ("deepspeed_zero2", 2, 8, ["--num_processes", "2"]),
     ],
 )
 def test_launch_commands(launch: str, processes: int | None, gpus: int, expected: list[str]) -> None:
@@ -132,6 +187,9 @@ def test_launch_commands(launch: str, processes: int | None, gpus: int, expected
     assert command[0] == sys.executable and command[-3:] == ["stages.train", "a", "--b"]
     assert command[-4] in ("-m", "--module")  # the stage runs as a module, as dvc.yaml runs it
     flat = [Path(part).name if part.endswith(".yaml") else part for part in command]
+    if launch == "deepspeed_zero2":  # an absolute path: the yaml's relative one holds only at the repo root
+        json_path = Path(command[command.index("--deepspeed_config_file") + 1])
+        assert json_path.is_absolute() and json_path == CONFIGS / "deepspeed_zero2.json"
     assert all(part in flat for part in expected), flat
     start = flat.index(expected[0])
     assert flat[start:start + len(expected)] == expected

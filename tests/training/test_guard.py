@@ -10,7 +10,14 @@ import torch
 from transformers import TrainerControl, TrainerState, TrainingArguments, get_cosine_schedule_with_warmup
 
 from pipesql.params.train import GuardParams
-from pipesql.training.callbacks import DivergenceGuard, divergence_reason, follow_learning_rate, moving_average
+from pipesql.training.callbacks import (
+    DivergenceGuard,
+    divergence_reason,
+    follow_learning_rate,
+    moving_average,
+    scaler_skipped,
+    skipped_steps,
+)
 from pipesql.training.checkpoints import (
     COMPLETE_MARKER,
     RunRecord,
@@ -100,6 +107,44 @@ def test_a_nan_trips_the_guard_at_once_whatever_the_patience(tmp_path: Path) -> 
     assert guard.tripped is not None and guard.tripped["reason"] == "loss is nan" and control.should_training_stop
 
 
+@pytest.mark.parametrize(
+    ("loss", "grad_norm", "loss_scaling", "skipped"),
+    [
+        (1.6, math.inf, True, True),     # fp16 overflow: the scaler applied nothing
+        (1.6, math.nan, True, True),
+        (1.6, 0.8, True, False),
+        (math.nan, math.inf, True, False),  # a NaN loss is divergence, scaler or not
+        (1.6, math.inf, False, False),   # no scaler: the step wrote inf into the weights
+        (1.6, None, True, False),
+    ],
+)
+def test_scaler_skipped(loss: float, grad_norm: float | None, loss_scaling: bool, skipped: bool) -> None:
+    assert scaler_skipped(loss, grad_norm, loss_scaling) is skipped
+
+
+def test_skipped_fp16_steps_are_counted_not_divergence(tmp_path: Path) -> None:
+    """Injected logs as an fp16 run writes them: overflowed steps go on, a NaN loss trips at once."""
+    guard = DivergenceGuard(GuardParams(window=2, patience=5), loss_scaling=True)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    guard.on_train_begin(args, TrainerState(), TrainerControl())
+    history = []
+    for step, (loss, grad_norm) in enumerate([(2.0, 1.0), (2.0, math.inf), (1.9, math.inf), (1.8, 0.9)], start=1):
+        control = TrainerControl(should_save=True)
+        logs = {"loss": loss, "grad_norm": grad_norm}
+        guard.on_log(args, TrainerState(global_step=step), control, logs=logs)
+        history.append({**logs, "step": step})
+        assert guard.tripped is None and not control.should_training_stop and control.should_save
+    assert guard.skipped == 2 and skipped_steps(history) == 2
+    control = TrainerControl()
+    guard.on_log(args, TrainerState(global_step=5), control, logs={"loss": math.nan, "grad_norm": math.inf})
+    assert guard.tripped is not None and guard.tripped["reason"] == "loss is nan" and control.should_training_stop
+
+    strict = DivergenceGuard(GuardParams(window=2, patience=5))  # bf16/fp32: no scaler to skip a step
+    strict.on_train_begin(args, TrainerState(), TrainerControl())
+    strict.on_log(args, TrainerState(global_step=1), TrainerControl(), logs={"loss": 2.0, "grad_norm": math.inf})
+    assert strict.tripped is not None and strict.tripped["reason"] == "grad norm is inf"
+
+
 def test_guard_rebuilds_its_baseline_from_restored_history(tmp_path: Path) -> None:
     guard = DivergenceGuard(GuardParams(window=2, spike_factor=3.0, patience=1))
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
@@ -168,6 +213,19 @@ def test_open_run_keeps_the_same_run_and_drops_half_written(tmp_path: Path) -> N
     record, note = open_run(tmp_path, "fp-1", "auto")
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-4"]
     assert "removed 1 half-written" in note and record.lr_scale == 0.5
+
+
+@pytest.mark.parametrize("resume", ["auto", "never"])
+def test_a_pending_rollback_resumes_whatever_resume_says(tmp_path: Path, resume: str) -> None:
+    open_run(tmp_path, "fp-1", "auto")
+    write_record(tmp_path, RunRecord("fp-1", [{"step": 6, "lr_scale": 0.5}], rollback_pending=True))
+    _checkpoint(tmp_path, 4, complete=True)
+    record, note = open_run(tmp_path, "fp-1", resume)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-4"] and "rolling back" in note
+    assert record.lr_scale == 0.5 and not record.rollback_pending
+    assert read_record(tmp_path) == record  # cleared on disk: the launch after this one is no rollback
+    _, note = open_run(tmp_path, "fp-1", resume)
+    assert ("starting over" in note) == (resume == "never")
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """End-to-end training of the tiny model on CPU: outputs, resume after SIGKILL, init_from, the
-divergence guard, packing, QLoRA on bitsandbytes' CPU backend, S3 uploads, two processes.
+divergence guard and its relaunch under the launcher, gradient checkpointing with LoRA and QLoRA,
+packing, QLoRA on bitsandbytes' CPU backend, S3 uploads, two processes, requests refused early.
 
 Each run is a few optimizer steps of a 2-layer, 32-wide model, so the file stays near two minutes
 on 2 cores; the subprocess tests pay mostly for imports.
@@ -34,8 +35,8 @@ from transformers import (
 
 from pipesql.params.base import ParamsError
 from pipesql.params.train import TrainParams
-from pipesql.training.checkpoints import COMPLETE_MARKER, RUN_RECORD
-from pipesql.training.train import CONFIG_FILE, TrainingDiverged, train
+from pipesql.training.checkpoints import COMPLETE_MARKER, RUN_RECORD, read_record
+from pipesql.training.train import CONFIG_FILE, RollbackPending, TrainingDiverged, train
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -172,25 +173,82 @@ class InjectFault(TrainerCallback):
 
 
 @pytest.mark.parametrize(("kind", "reason"), [("nan", "loss is nan"), ("spike", "x its moving average")])
-def test_guard_rolls_back_and_recovers(
+def test_guard_ends_the_attempt_and_the_next_one_recovers(
     kind: str, reason: str, tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
 ) -> None:
+    """One attempt per call: the trip is recorded and pending; the next call (a relaunch) resumes."""
     guard = {"window": 3, "spike_factor": 2.0, "lr_factor": 0.5, "patience": 1}  # trip on the first spike
     params = tiny_params(max_steps=10, guard=guard)
-    metrics = run(params, tiny_samples, tiny_base, tmp_path, callbacks=[InjectFault(6, kind)])
+    with pytest.raises(RollbackPending, match=r"step 6 .* resumes from checkpoint-4 at learning rate x0.5"):
+        run(params, tiny_samples, tiny_base, tmp_path, callbacks=[InjectFault(6, kind)])
+    record = read_record(tmp_path / "checkpoints")
+    assert record.rollback_pending and len(record.events) == 1
+    assert not (tmp_path / "adapter").exists()
+
+    metrics = run(params, tiny_samples, tiny_base, tmp_path)
     [event] = metrics["divergence_events"]
     assert event["step"] == 6 and reason in event["reason"]
     assert event["rolled_back_to"] == 4 and event["lr_scale"] == 0.5 and metrics["lr_scale"] == 0.5
-    assert metrics["steps"] == 10 and math.isfinite(metrics["train_loss"])
+    assert metrics["steps"] == 10 and metrics["resumed_from_step"] == 4 and math.isfinite(metrics["train_loss"])
     assert metrics["eval_loss"] < metrics["eval_loss_first"]
     weights = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
     assert not (tmp_path / "checkpoints" / "checkpoint-6").exists()  # the diverged step is never saved
     record = json.loads((tmp_path / "checkpoints" / RUN_RECORD).read_text())
-    assert record["events"] == metrics["divergence_events"]  # non-finite values are recorded as text
+    assert record["events"] == metrics["divergence_events"] and not record["rollback_pending"]
     state = json.loads((tmp_path / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
     scale = {h["step"]: h["learning_rate"] / _cosine(1.0e-2, h["step"], 10) for h in state["log_history"] if "loss" in h}
     assert scale == pytest.approx({1: 1, 2: 1, 3: 1, 4: 1, 5: 0.5, 6: 0.5, 7: 0.5, 8: 0.5})  # halved after step 4
+
+
+def test_a_rollback_relaunches_under_the_launcher(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    """The stage under accelerate launch, a NaN injected in the first launch: a second launch
+    resumes from checkpoint-4 at half the rate and finishes; metrics/train.json has the event."""
+    params = tiny_params(max_steps=10)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": params.model_dump(mode="json")}))
+    (tmp_path / "nan_once.py").write_text(_NAN_ONCE)
+    command = [
+        sys.executable, "-m", "nan_once", str(tiny_samples), str(tiny_base), "models/adapter",
+        "--checkpoints", "checkpoints/train", "--launch-configs", str(REPO_ROOT / "configs" / "accelerate"),
+    ]
+    proc = subprocess.run(command, cwd=tmp_path, env=_stage_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("accelerate.commands.launch") == 2 and "relaunching after divergence rollback 1" in proc.stdout
+    metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())
+    assert metrics["steps"] == 10 and metrics["rollbacks"] == 1 and metrics["resumed_from_step"] == 4
+    [event] = metrics["divergence_events"]
+    assert event["step"] == 6 and event["reason"] == "loss is nan" and event["lr_scale"] == 0.5
+
+
+_NAN_ONCE = """
+import json, math
+from pathlib import Path
+import torch
+from transformers import TrainerCallback
+from pipesql.stage import run_stage
+from stages.train import main
+
+class NanOnce(TrainerCallback):  # NaN into the adapter before step 6 while the run record has no event
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        record = json.loads((Path(args.output_dir) / "pipesql_run.json").read_text())
+        if state.global_step == 5 and not record["events"]:
+            with torch.no_grad():
+                for name, param in model.named_parameters():
+                    if "lora_B" in name:
+                        param.fill_(math.nan)
+
+if __name__ == "__main__":
+    run_stage(lambda: main([NanOnce()]))
+"""
+
+
+def _stage_env(cwd: Path) -> dict[str, str]:
+    """The stage run as dvc.yaml runs it, from another cwd; the caller's PYTHONPATH kept after."""
+    env = {k: v for k, v in os.environ.items() if k != "PIPESQL_TRAIN_LAUNCHED"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(cwd), str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return env
 
 
 def _cosine(peak: float, step: int, total: int) -> float:
@@ -205,6 +263,7 @@ def test_guard_stops_with_a_clear_message_when_rollbacks_run_out(
     with pytest.raises(TrainingDiverged, match=r"diverged 1 times.*step 3: loss is nan.*train.learning_rate"):
         run(params, tiny_samples, tiny_base, tmp_path, callbacks=[InjectFault(3, "nan")])
     assert not (tmp_path / "adapter").exists()
+    assert not read_record(tmp_path / "checkpoints").rollback_pending  # nothing for the stage to relaunch
 
 
 def test_packing_gives_the_same_first_step_loss(
@@ -233,21 +292,78 @@ def test_packed_length_shorter_than_a_sample_names_the_key(
         run(tiny_params(packing=True, packed_length=16), tiny_samples, tiny_base, tmp_path)
 
 
-@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
-def test_quantized_base_trains_on_bitsandbytes_cpu_backend(
-    quantization: str, tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
-) -> None:
-    """bitsandbytes' CPU kernels need layers at least one quantization block (64) wide."""
-    base = tmp_path / "base64"
+@pytest.fixture(scope="module")
+def base64(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model 64 wide: bitsandbytes' CPU kernels need one quantization block (64)."""
+    base = tmp_path_factory.mktemp("base64")
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
     config = AutoConfig.from_pretrained(tiny_base)
     config.hidden_size, config.intermediate_size = 64, 128
-    AutoModelForCausalLM.from_config(config).save_pretrained(base)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        AutoModelForCausalLM.from_config(config).save_pretrained(base)
     tokenizer.save_pretrained(base)
+    return base
+
+
+@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+def test_quantized_base_trains_on_bitsandbytes_cpu_backend(
+    quantization: str, tiny_params: Params, tiny_samples: Path, base64: Path, tmp_path: Path
+) -> None:
     params = tiny_params(quantization=quantization, max_steps=4)
-    metrics = run(params, tiny_samples, base, tmp_path)
+    metrics = run(params, tiny_samples, base64, tmp_path)
     assert metrics["steps"] == 4 and math.isfinite(metrics["train_loss"])
     assert metrics["eval_loss"] < metrics["eval_loss_first"]
+
+
+class FirstStepGradients(TrainerCallback):
+    """LoRA B set to small seeded values before training (at zero, A's gradient is zero too);
+    every trainable weight's gradient kept at the first optimizer step."""
+
+    def __init__(self) -> None:
+        self.grads: dict[str, torch.Tensor] = {}
+        self.checkpointing: bool | None = None
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
+    ) -> None:
+        self.checkpointing = model.get_base_model().is_activation_checkpointing
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+
+    def on_pre_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs: Any
+    ) -> None:
+        if not self.grads:
+            self.grads = {
+                name: (param.grad.detach().float().clone() if param.grad is not None else None)
+                for name, param in model.named_parameters() if param.requires_grad
+            }
+
+
+@pytest.mark.parametrize("quantization", ["none", "4bit"])
+def test_gradient_checkpointing_reaches_every_lora_weight(
+    quantization: str, tiny_params: Params, tiny_samples: Path, base64: Path, tmp_path: Path
+) -> None:
+    """LoRA only (the hub recipe: no module trained in full, so the embedding's output needs no
+    grad): with checkpointing on, each LoRA weight gets a non-zero gradient at the first step,
+    and loss and gradients equal the run without checkpointing."""
+    runs = {}
+    for checkpointing in (False, True):
+        params = tiny_params(quantization=quantization, gradient_checkpointing=checkpointing, max_steps=1,
+                             lora={"modules_to_save": []})
+        grads = FirstStepGradients()
+        metrics = run(params, tiny_samples, base64, tmp_path / str(checkpointing), callbacks=[grads])
+        assert grads.checkpointing is checkpointing
+        runs[checkpointing] = (metrics["train_loss"], grads.grads)
+    (loss, grads), (loss_plain, grads_plain) = runs[True], runs[False]
+    assert grads and all("lora_" in name for name in grads)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads.values()), [n for n, g in grads.items() if g is None or not g.any()]
+    assert loss == pytest.approx(loss_plain, rel=1e-6)
+    assert all(torch.allclose(grads[n], grads_plain[n], rtol=1e-4, atol=1e-6) for n in grads)
 
 
 def test_checkpoints_upload_to_s3(
@@ -276,12 +392,35 @@ def test_two_cpu_processes_through_the_stage(
         sys.executable, "-m", "stages.train", str(tiny_samples), str(tiny_base),
         "models/adapter", "--checkpoints", "checkpoints/train", "--plots", "dvclive/train",
     ]
-    env = {k: v for k, v in os.environ.items() if k != "PIPESQL_TRAIN_LAUNCHED"}
-    env["PYTHONPATH"] = str(REPO_ROOT)  # stages.train, run as dvc.yaml runs it, from another cwd
-    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, cwd=tmp_path, env=_stage_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "torch.distributed.run" in proc.stdout
     metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 4
     assert (tmp_path / "models" / "adapter" / "adapter_model.safetensors").is_file()
     assert (tmp_path / "checkpoints" / "train" / "checkpoint-4" / "rng_state_1.pth").is_file()  # rank 1 saved
+
+
+def test_a_gpu_launch_without_cuda_stops_before_launching(tiny_params: Params, tiny_samples: Path, tiny_base: Path,
+                                                          tmp_path: Path) -> None:
+    params = tiny_params(launch="gpu")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": params.model_dump(mode="json")}))
+    command = [sys.executable, "-m", "stages.train", str(tiny_samples), str(tiny_base), "models/adapter",
+               "--checkpoints", "checkpoints/train"]
+    proc = subprocess.run(command, cwd=tmp_path, env=_stage_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "launching" not in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: params.yaml: train.launch: 'gpu' is a GPU profile")
+
+
+def test_quantizing_a_quantized_base_stops_before_any_weight_loads(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    """config.json alone, no weights: the error must come from the check, not from loading."""
+    base = tmp_path / "gptq"
+    base.mkdir()
+    config = json.loads((tiny_base / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "gptq", "bits": 4}
+    (base / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ParamsError, match=r"train.quantization: '4bit', but the base model is already quantized \(gptq"):
+        run(tiny_params(quantization="4bit"), tiny_samples, base, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()

@@ -1,4 +1,4 @@
-"""The Trainer subclass: its loss is TRL's, and its length grouping pads less and still shuffles."""
+"""The Trainer subclass: its CPU loss is TRL's, and its length grouping pads less and still shuffles."""
 
 from __future__ import annotations
 
@@ -64,26 +64,50 @@ def test_the_trainer_uses_its_sampler_only_when_grouping(
     assert isinstance(trainer._get_train_sampler(), ShuffledLengthBatches) == group_by_length
 
 
-def test_loss_and_token_accuracy_match_trl_on_the_same_batch(
+def test_own_loss_and_metrics_match_trls_on_the_same_batch(
     tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
 ) -> None:
-    """Projecting only the labelled positions changes the cost of a step, not its loss or gradient."""
+    """The CPU path (labelled positions only, chunked metrics) computes what TRL's fused head does."""
     params = tiny_params()
     results = {}
-    for cls in (SFTTrainer, Trainer):
+    for trl_loss in (True, False):
         torch.manual_seed(0)
-        trainer = _trainer(cls, params, tiny_samples, tiny_base, tmp_path / cls.__name__)
+        trainer = _trainer(Trainer, params, tiny_samples, tiny_base, tmp_path / str(trl_loss))
+        assert not trainer.trl_loss  # on the CPU the trainer's own loss is the default
+        trainer.trl_loss = trl_loss
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
         trainer.model.train()
-        loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss, outputs = trainer.compute_loss(trainer.model, dict(batch), return_outputs=True)
         loss.backward()
-        grad = next(p.grad for p in trainer.model.parameters() if p.requires_grad and p.grad is not None)
-        results[cls] = (batch["input_ids"], loss.item(), grad.clone(), trainer._metrics["train"]["mean_token_accuracy"][-1])
-    (ids_trl, loss_trl, grad_trl, acc_trl), (ids, loss, grad, acc) = results[SFTTrainer], results[Trainer]
+        grads = [p.grad.clone() for p in trainer.model.parameters() if p.requires_grad and p.grad is not None]
+        metrics = {k: trainer._metrics["train"][k][-1] for k in ("mean_token_accuracy", "entropy")}
+        results[trl_loss] = (batch["input_ids"], loss.item(), grads, metrics, outputs)
+    (ids_trl, loss_trl, grads_trl, metrics_trl, _), (ids, loss, grads, metrics, outputs) = results[True], results[False]
     assert torch.equal(ids, ids_trl), "both saw the same batch"
     assert loss == pytest.approx(loss_trl, rel=1e-5)
-    assert torch.allclose(grad, grad_trl, rtol=1e-4, atol=1e-7)
-    assert acc == pytest.approx(acc_trl)
+    assert len(grads) == len(grads_trl) > 0
+    assert all(torch.allclose(g, g_trl, rtol=1e-4, atol=1e-7) for g, g_trl in zip(grads, grads_trl, strict=True))
+    assert metrics == pytest.approx(metrics_trl, rel=1e-5)
+    kept = outputs.logits.shape[1]
+    assert kept < batch["input_ids"].shape[1] - 1  # prompt positions never reach the output head
+
+
+def test_metrics_are_chunked(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entropy and accuracy add up over chunks of positions to what one softmax gives."""
+    import pipesql.training.trainer as trainer_module
+
+    figures = []
+    for chunk in (1024, 3):
+        monkeypatch.setattr(trainer_module, "METRIC_CHUNK", chunk)
+        torch.manual_seed(0)
+        trainer = _trainer(Trainer, tiny_params(), tiny_samples, tiny_base, tmp_path / str(chunk))
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+        with torch.no_grad():
+            trainer.compute_loss(trainer.model, dict(batch))
+        figures.append({k: trainer._metrics["train"][k][-1] for k in ("mean_token_accuracy", "entropy")})
+    assert figures[1] == pytest.approx(figures[0], rel=1e-6)
 
 
 def _trainer(cls: type[SFTTrainer], params: TrainParams, samples: Path, base: Path, out: Path) -> SFTTrainer:

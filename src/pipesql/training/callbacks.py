@@ -32,7 +32,8 @@ def divergence_reason(
 ) -> str | None:
     """Why this logged step counts as diverged, or None when it is healthy.
 
-    1. a non-finite loss or grad norm: the optimizer step has already written NaN into weights;
+    1. a non-finite loss or grad norm: the optimizer step has already written NaN into weights
+       (a skipped fp16 step, where it has not, is told apart first: `scaler_skipped`);
     2. a loss above spike_factor times the mean of the last `window` healthy losses (checked
        only once that many exist: early losses fall fast and would make a poor baseline).
     """
@@ -45,6 +46,23 @@ def divergence_reason(
         if loss > spike_factor * average:
             return f"loss {loss:.4g} is {loss / average:.1f}x its moving average {average:.4g}"
     return None
+
+
+def scaler_skipped(loss: float, grad_norm: float | None, loss_scaling: bool) -> bool:
+    """A logged step whose update the fp16 loss scaler skipped: finite loss, overflowed gradients.
+
+    The scaler found inf/NaN in the scaled gradients, applied nothing and lowered its scale: the
+    weights are untouched, so this is routine fp16 overflow, not divergence.
+    """
+    return loss_scaling and math.isfinite(loss) and grad_norm is not None and not math.isfinite(grad_norm)
+
+
+def skipped_steps(history: Sequence[dict[str, Any]]) -> int:
+    """Logged steps in a trainer's history whose update the fp16 loss scaler skipped."""
+    return sum(
+        1 for h in history
+        if "loss" in h and scaler_skipped(float(h["loss"]), h.get("grad_norm"), loss_scaling=True)
+    )
 
 
 def moving_average(values: Sequence[float], window: int) -> float:
@@ -61,14 +79,19 @@ class DivergenceGuard(TrainerCallback):
     stands well above the average), while a diverging run stays up. No checkpoint is saved
     during a streak, so the rollback target is never a step that was already spiking.
 
-    The caller (`train`) then rolls back to the newest complete checkpoint, which this guard has
-    vetted: checkpoints are saved only on logged steps (save_steps is a multiple of logging_steps)
-    and the guard runs on the log, ahead of the save. The same object serves every attempt.
+    With `loss_scaling` (fp16), a finite loss with a non-finite grad norm is a step the scaler
+    skipped: counted and logged, never a trip. A NaN loss still trips at once.
+
+    The caller (`train`) then ends the attempt; the stage relaunches from the newest complete
+    checkpoint, which this guard has vetted: checkpoints are saved only on logged steps
+    (save_steps is a multiple of logging_steps) and the guard runs on the log, ahead of the save.
     """
 
-    def __init__(self, params: GuardParams) -> None:
+    def __init__(self, params: GuardParams, loss_scaling: bool = False) -> None:
         self.params = params
+        self.loss_scaling = loss_scaling
         self.tripped: dict[str, Any] | None = None
+        self.skipped = 0  # scaler-skipped logged steps in this attempt
         self._recent: list[float] = []
         self._streak = 0  # spiking logged steps in a row
 
@@ -100,6 +123,11 @@ class DivergenceGuard(TrainerCallback):
         loss, grad_norm = float(logs["loss"]), logs.get("grad_norm")
         grad_norm = None if grad_norm is None else float(grad_norm)
         p = self.params
+        if scaler_skipped(loss, grad_norm, self.loss_scaling):
+            self.skipped += 1
+            logger.info("step %d: the fp16 loss scaler skipped the update (grad norm %s); %d skipped so far",
+                        state.global_step, grad_norm, self.skipped)
+            return  # not a healthy loss for the baseline either: it did not move the weights
         reason = divergence_reason(loss, grad_norm, self._recent, p.spike_factor, p.window)
         if reason is None:
             self._recent = (self._recent + [loss])[-p.window:]

@@ -34,10 +34,15 @@ _EDGE_BYTES = 1 << 20
 
 @dataclass
 class RunRecord:
-    """What made the checkpoints in a directory, and the divergence events met on the way."""
+    """What made the checkpoints in a directory, and the divergence events met on the way.
+
+    `rollback_pending`: the last attempt ended on a divergence; the next launch resumes (whatever
+    train.resume says) and clears it.
+    """
 
     fingerprint: str
     events: list[dict[str, Any]] = field(default_factory=list)
+    rollback_pending: bool = False
 
     @property
     def lr_scale(self) -> float:
@@ -86,12 +91,14 @@ def open_run(checkpoint_dir: Path, fingerprint: str, resume: str) -> tuple[RunRe
     """Ready the directory for this run (main process only); returns the record and what was done.
 
     Checkpoints are kept only when resuming is allowed and they were made by the same params and
-    inputs; half-written ones are always removed.
+    inputs; half-written ones are always removed. A pending rollback always resumes: it is the
+    same run, relaunched.
     """
     root = Path(checkpoint_dir)
     root.mkdir(parents=True, exist_ok=True)
     previous = read_record(root)
-    if resume == "never":
+    rolling_back = previous is not None and previous.rollback_pending and previous.fingerprint == fingerprint
+    if resume == "never" and not rolling_back:
         note = "train.resume is 'never': starting over"
     elif previous is None:
         note = "no previous run"
@@ -99,8 +106,10 @@ def open_run(checkpoint_dir: Path, fingerprint: str, resume: str) -> tuple[RunRe
         note = "params or inputs changed since the checkpoints were made: starting over"
     else:
         removed = remove_incomplete(root)
+        previous.rollback_pending = False
         write_record(root, previous)
-        note = f"same run; removed {len(removed)} half-written checkpoint(s)" if removed else "same run"
+        note = "rolling back" if rolling_back else "same run"
+        note += f"; removed {len(removed)} half-written checkpoint(s)" if removed else ""
         return previous, note
     for path in list_checkpoints(root):
         shutil.rmtree(path)
@@ -114,11 +123,18 @@ def read_record(checkpoint_dir: Path) -> RunRecord | None:
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
-    return RunRecord(fingerprint=data["fingerprint"], events=list(data.get("events", [])))
+    return RunRecord(
+        fingerprint=data["fingerprint"],
+        events=list(data.get("events", [])),
+        rollback_pending=bool(data.get("rollback_pending", False)),
+    )
 
 
 def write_record(checkpoint_dir: Path, record: RunRecord) -> None:
-    write_json(Path(checkpoint_dir) / RUN_RECORD, {"fingerprint": record.fingerprint, "events": record.events})
+    write_json(
+        Path(checkpoint_dir) / RUN_RECORD,
+        {"fingerprint": record.fingerprint, "events": record.events, "rollback_pending": record.rollback_pending},
+    )
 
 
 def run_fingerprint(params: dict[str, Any], inputs: Iterable[Path]) -> str:

@@ -16,13 +16,12 @@ from trl import SFTConfig
 
 from pipesql.params.base import ParamsError
 from pipesql.params.train import TrainParams
+from pipesql.training.launch import uses_cpu
 
 Precision = Literal["bf16", "fp16", "fp32"]
-CPU_LAUNCHES = ("cpu", "cpu_ddp")
-
-
-def uses_cpu(params: TrainParams) -> bool:
-    return params.launch in CPU_LAUNCHES
+# Non-reentrant checkpointing lets gradients reach LoRA weights inside a checkpointed layer
+# whether or not the layer's input requires grad (the frozen embedding's output does not).
+CHECKPOINTING_KWARGS = {"use_reentrant": False}
 
 
 def packs(params: TrainParams) -> bool:
@@ -37,16 +36,12 @@ def packs(params: TrainParams) -> bool:
     return params.packing
 
 
-def resolve_precision(requested: str, on_cpu: bool, cuda_available: bool, bf16_supported: bool) -> Precision:
+def resolve_precision(requested: str, on_cpu: bool, bf16_supported: bool) -> Precision:
     """`auto`: bf16 where the GPU has it, else fp16 on GPU, fp32 on CPU. Explicit values are checked.
 
     A fallback is never applied silently: an explicit request the hardware cannot honour raises.
+    (A GPU profile without CUDA is refused earlier, by `launch.check_request`.)
     """
-    if not on_cpu and not cuda_available:
-        raise ParamsError(
-            "params.yaml: train.launch: a GPU profile, but no CUDA device is visible;"
-            " use launch: cpu (or cpu_ddp) on this machine"
-        )
     if requested == "auto":
         if on_cpu:
             return "fp32"
@@ -60,7 +55,15 @@ def resolve_precision(requested: str, on_cpu: bool, cuda_available: bool, bf16_s
 
 def hardware_precision(params: TrainParams) -> Precision:
     cuda = torch.cuda.is_available()
-    return resolve_precision(params.precision, uses_cpu(params), cuda, cuda and torch.cuda.is_bf16_supported())
+    return resolve_precision(params.precision, uses_cpu(params), cuda and torch.cuda.is_bf16_supported())
+
+
+def device_map(params: TrainParams, local_process_index: int) -> dict[str, int] | None:
+    """Weights straight onto this process's GPU, tensor by tensor, never a whole copy in host RAM.
+
+    On CPU the weights stay where they load (each CPU process trains its own copy).
+    """
+    return None if uses_cpu(params) else {"": local_process_index}
 
 
 def torch_dtype(precision: Precision) -> torch.dtype:
@@ -121,6 +124,7 @@ def sft_config(
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         activation_checkpointing=params.gradient_checkpointing,  # transformers 5 name for it
+        activation_checkpointing_kwargs=CHECKPOINTING_KWARGS if params.gradient_checkpointing else None,
         # LoRA leaves no trainable parameter without a gradient: skip DDP's graph walk for them
         ddp_find_unused_parameters=False,
         # data: samples arrive tokenized with labels, so TRL only packs (or not) and batches.

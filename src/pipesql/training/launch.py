@@ -10,20 +10,86 @@ Why torchrun for several CPU processes: measured here, `accelerate launch --cpu 
 2` and a MULTI_CPU accelerate config without mpirun each start one process, while torchrun
 starts two that the Trainer joins over gloo (world size 2). GPUs use accelerate's own profiles.
 
-No torch import here: the parent process only builds a command line.
+The stage's own process stays as the supervisor (`supervise`): a divergence ends the training
+processes (one attempt each), and a rollback is a fresh launch that resumes from the newest
+complete checkpoint at the lowered rate. Nothing of the diverged attempt (its model, optimizer,
+DeepSpeed engine, CUDA memory) lives on into the next.
+
+No torch import here: the parent process only builds a command line and checks the request.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pipesql.params.base import ParamsError
+from pipesql.params.train import TrainParams
+from pipesql.training.checkpoints import read_record
 
 LAUNCHED_ENV = "PIPESQL_TRAIN_LAUNCHED"  # set in the children, so they train instead of relaunching
 CONFIG_DIR = Path("configs/accelerate")
 DEFAULT_CPU_PROCESSES = 2
+CPU_LAUNCHES = ("cpu", "cpu_ddp")
+ROLLBACK_EXIT = 75  # a training process's status after recording a divergence (EX_TEMPFAIL)
+
+
+def uses_cpu(params: TrainParams) -> bool:
+    return params.launch in CPU_LAUNCHES
+
+
+def check_request(
+    params: TrainParams, base_config: Mapping[str, Any], cuda_available: bool, flash_attn_installed: bool
+) -> None:
+    """What this machine or this base cannot honour, as one error naming the key; before any load.
+
+    Called by the stage before it launches and again by `train` in every process (which may be
+    called directly), so a bad request never gets as far as loading weights.
+    """
+    if not uses_cpu(params) and not cuda_available:
+        raise ParamsError(
+            f"params.yaml: train.launch: {params.launch!r} is a GPU profile, but no CUDA device is"
+            " visible; use launch: cpu (or cpu_ddp) on this machine"
+        )
+    if params.attn_implementation == "flash_attention_2":
+        if uses_cpu(params):
+            raise ParamsError(
+                "params.yaml: train.attn_implementation: flash_attention_2 needs a CUDA GPU;"
+                " use sdpa with a cpu launch"
+            )
+        if not flash_attn_installed:
+            raise ParamsError(
+                "params.yaml: train.attn_implementation: flash_attention_2 needs the flash-attn"
+                " package, which is not installed (pip install flash-attn --no-build-isolation); or use sdpa"
+            )
+    quantized = base_config.get("quantization_config")
+    if quantized and params.quantization != "none":
+        method = quantized.get("quant_method", "unknown method") if isinstance(quantized, Mapping) else quantized
+        raise ParamsError(
+            f"params.yaml: train.quantization: {params.quantization!r}, but the base model is already"
+            f" quantized ({method}, in its config.json quantization_config); set train.quantization:"
+            " none to train LoRA on it as it is, or start from an unquantized base"
+        )
+
+
+def check_machine(params: TrainParams, base_dir: Path) -> None:
+    """`check_request` with this machine's CUDA and flash-attn, and base_dir's config.json."""
+    import importlib.util
+
+    config_path = Path(base_dir) / "config.json"
+    base_config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    cuda = False
+    if not uses_cpu(params):
+        import torch  # only for a GPU profile: a cpu launch keeps this process light
+
+        cuda = torch.cuda.is_available()
+    check_request(params, base_config, cuda, importlib.util.find_spec("flash_attn") is not None)
 
 
 def is_launched() -> bool:
@@ -53,6 +119,8 @@ def launch_command(
     if not config.is_file():
         raise ParamsError(f"params.yaml: train.launch: {config} not found (run from the repo root)")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    if launch == "deepspeed_zero2":  # the yaml's relative path holds only from the repo root
+        command += ["--deepspeed_config_file", str((Path(config_dir) / f"{launch}.json").resolve())]
     if launch in ("multi_gpu", "deepspeed_zero2"):
         n = processes or gpu_count
         if n < 1:
@@ -63,3 +131,36 @@ def launch_command(
 
 def child_env() -> dict[str, str]:
     return {**os.environ, LAUNCHED_ENV: "1"}
+
+
+def supervise(command: list[str], checkpoint_dir: Path, max_rollbacks: int) -> int:
+    """Run the training command; relaunch it while its processes end on a recorded divergence.
+
+    The training processes record the event in the run record (`rollback_pending`) before they
+    exit, and the relaunched ones resume from the newest complete checkpoint at the lowered rate
+    the record holds. The status is read from the record, not the exit code: launchers (accelerate,
+    torchrun) report a failed child as their own status 1. At most max_rollbacks relaunches: the
+    training processes stop on their own past that, with the events listed. SIGTERM is passed on
+    to the launcher (SIGINT from a terminal reaches the whole process group already).
+    """
+    for relaunches in range(max_rollbacks + 1):
+        if relaunches:
+            print(f"relaunching after divergence rollback {relaunches}:", " ".join(command), flush=True)
+        status = _wait(subprocess.Popen(command, env=child_env()))
+        record = read_record(Path(checkpoint_dir))
+        if status == 0 or record is None or not record.rollback_pending:
+            return status
+    return status
+
+
+def _wait(process: subprocess.Popen[bytes]) -> int:
+    def forward(signum: int, frame: Any) -> None:
+        process.send_signal(signum)
+
+    previous_term = signal.signal(signal.SIGTERM, forward)
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)

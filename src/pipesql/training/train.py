@@ -2,15 +2,19 @@
 
 The trainer is `trainer.Trainer`, TRL's SFTTrainer with a cheaper loss and length grouping.
 
-`train` reads in run order: processes and seed → samples → checkpoints (resume or start over)
-→ model + adapter → SFTConfig → callbacks → train, rolling back on divergence → save → metrics.
+`train` reads in run order: processes and seed → request checks → samples → checkpoints (resume
+or start over) → model + adapter → SFTConfig → callbacks → one attempt → save → metrics.
 Derived numbers (tokens per optimizer step, trainable parameters) are printed before anything
 expensive. Every process runs this function; only the main one prints, writes and uploads.
+
+An attempt the divergence guard stops records the event in the run record and raises
+`RollbackPending`: the process ends, and the stage's supervisor (`launch.supervise`) starts fresh
+ones, which resume from the newest complete checkpoint at the lowered rate. A rollback never
+builds a second model, Trainer or DeepSpeed engine beside the first in one process.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import time
@@ -18,15 +22,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import PartialState
 from datasets import Dataset, DatasetDict, load_from_disk
 from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, TrainerCallback, set_seed
+from trl import SFTTrainer
 
 from pipesql.io import DataError, atomic_path, write_json
 from pipesql.params.base import ParamsError, to_dict
 from pipesql.params.train import TrainParams
-from pipesql.training.callbacks import CompleteMarkers, DivergenceGuard, LivePlots, UploadCheckpoints
+from pipesql.training.callbacks import CompleteMarkers, DivergenceGuard, LivePlots, UploadCheckpoints, skipped_steps
 from pipesql.training.checkpoints import (
     RUN_RECORD,
     RunRecord,
@@ -38,15 +44,17 @@ from pipesql.training.checkpoints import (
     write_record,
 )
 from pipesql.training.config import (
+    CHECKPOINTING_KWARGS,
     Precision,
+    device_map,
     hardware_precision,
     lora_config,
     packs,
     quantization_config,
     sft_config,
     torch_dtype,
-    uses_cpu,
 )
+from pipesql.training.launch import check_machine, uses_cpu
 from pipesql.training.trainer import Trainer
 
 CONFIG_FILE = "pipesql_train.json"   # beside the adapter: params, resolved precision, trainer args
@@ -54,6 +62,10 @@ CONFIG_FILE = "pipesql_train.json"   # beside the adapter: params, resolved prec
 
 class TrainingDiverged(RuntimeError):
     """The divergence guard tripped more often than train.guard.max_rollbacks allows."""
+
+
+class RollbackPending(RuntimeError):
+    """The guard stopped this attempt; the event is recorded and a fresh launch goes on from it."""
 
 
 def train(
@@ -67,15 +79,17 @@ def train(
 ) -> dict[str, Any]:
     """Write a PEFT adapter (+ tokenizer, resolved config) to out_dir; return the metrics.
 
-    `callbacks` are added to the Trainer's on every attempt (tests inject faults through them).
+    One attempt: raises RollbackPending when the guard stops it (the stage relaunches), or
+    TrainingDiverged when train.guard.max_rollbacks is spent. `callbacks` are added to the
+    Trainer's (tests inject faults through them).
     """
     # ---- processes and seed. PartialState joins torchrun's gloo group on CPU (use_cpu), as
     # the Trainer's own arguments will; created first so that every later barrier has a group.
     state = PartialState(cpu=uses_cpu(params))
     is_main = state.is_main_process
     set_seed(params.seed)
+    check_machine(params, Path(base_dir))  # before any weights load
     precision = hardware_precision(params)
-    _check_hardware(params)
 
     # ---- samples: the tokenize stage's Arrow splits, used as they are (no second tokenization)
     train_set, eval_set, data_stats = load_samples(Path(samples_dir), params)
@@ -92,44 +106,39 @@ def train(
     record = read_record(Path(checkpoint_dir))  # as the main process left it, on every process
     if record is None:
         raise DataError(f"{checkpoint_dir}: {RUN_RECORD} vanished; is another run using this directory?")
-    resume_from = first_resume = newest_complete(Path(checkpoint_dir))
+    resume_from = newest_complete(Path(checkpoint_dir))
 
     # ---- derived numbers, before anything expensive
     rows_per_step = params.batch_size * params.gradient_accumulation_steps * state.num_processes
     _say(is_main, _plan(params, data_stats, precision, state.num_processes, rows_per_step))
     _say(is_main, f"checkpoints: {checkpoint_dir} ({note}); "
-         + (f"resuming from {resume_from.name}" if resume_from else "starting at step 0"))
+         + (f"resuming from {resume_from.name}" if resume_from else "starting at step 0")
+         + (f", learning rate x{record.lr_scale:g} after {len(record.events)} rollback(s)" if record.events else ""))
 
-    # ---- train; on divergence, roll back to the newest complete checkpoint at a lower rate
-    guard = DivergenceGuard(params.guard)
+    # ---- one attempt; on divergence, record it and leave the rollback to a fresh process
+    guard = DivergenceGuard(params.guard, loss_scaling=precision == "fp16")
     uploads = UploadCheckpoints(params.checkpoint_uri) if params.checkpoint_uri else None
-    seconds = 0.0
-    for attempt in itertools.count():
-        model = load_model(Path(base_dir), params, precision, None if resume_from else init_from)
-        trainer = Trainer(
-            model=model,
-            args=sft_config(params, Path(checkpoint_dir), precision, record.lr_scale, resume_from is not None),
-            train_dataset=train_set,
-            eval_dataset=eval_set,
-            processing_class=tokenizer,
-            callbacks=[
-                guard,
-                CompleteMarkers(),            # before the upload, which sends complete ones only
-                *([uploads] if uploads else []),
-                *([LivePlots(Path(plots_dir))] if plots_dir else []),
-                *callbacks,
-            ],
-        )
-        if attempt == 0:
-            _say(is_main, _trainable(model))
-        started = time.perf_counter()
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        seconds += time.perf_counter() - started
-        if guard.tripped is None:
-            break
-        resume_from = _roll_back(guard.tripped, record, params, Path(checkpoint_dir), state)
-        _say(is_main, f"rolled back to {resume_from.name if resume_from else 'step 0'};"
-             f" learning rate x{record.lr_scale:g}")
+    model = load_model(Path(base_dir), params, precision, None if resume_from else init_from)
+    trainer = Trainer(
+        model=model,
+        args=sft_config(params, Path(checkpoint_dir), precision, record.lr_scale, resume_from is not None),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        callbacks=[
+            guard,
+            CompleteMarkers(),            # before the upload, which sends complete ones only
+            *([uploads] if uploads else []),
+            *([LivePlots(Path(plots_dir))] if plots_dir else []),
+            *callbacks,
+        ],
+    )
+    _say(is_main, _trainable(model))
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    seconds = time.perf_counter() - started
+    if guard.tripped is not None:
+        _record_trip(guard.tripped, record, params, Path(checkpoint_dir), state)
 
     # ---- the adapter, its tokenizer and the resolved config, in place only once complete
     resolved = {
@@ -141,7 +150,7 @@ def train(
         "trainer_args": json.loads(trainer.args.to_json_string()),
     }
     save_adapter(trainer, Path(out_dir), resolved, state)
-    return _metrics(trainer, record, resolved, first_resume, seconds, uploads, data_stats)
+    return _metrics(trainer, record, resolved, resume_from, seconds, uploads, data_stats)
 
 
 # ---------------------------------------------------------------- samples
@@ -188,23 +197,26 @@ def load_samples(samples_dir: Path, params: TrainParams) -> tuple[Dataset, Datas
 def load_model(base_dir: Path, params: TrainParams, precision: Precision, init_from: Path | None) -> PeftModel:
     """The base model (quantized for QLoRA) with a LoRA adapter: fresh, or `init_from`'s weights.
 
-    Built anew for every attempt, so a rollback never inherits weights a NaN step wrote.
+    On a GPU the weights load straight onto this process's device (`config.device_map`).
+    Checkpointing, when on, is enabled by the Trainer (non-reentrant, `CHECKPOINTING_KWARGS`), for
+    a quantized base too: one place, one kind.
     """
     quantization = quantization_config(params, precision)
-    state = PartialState()
     model = AutoModelForCausalLM.from_pretrained(
         base_dir,
         dtype=torch_dtype(precision),
         attn_implementation=params.attn_implementation,
         quantization_config=quantization,
-        # a quantized model is placed at load time, one full copy per process
-        device_map={"": state.local_process_index} if quantization and not uses_cpu(params) else None,
+        device_map=device_map(params, PartialState().local_process_index),
     )
     if quantization is not None:
         if uses_cpu(params):
             _keep_cpu_training_layout(model)
-        # norms and embeddings to fp32, inputs requiring grad: the QLoRA preparation
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params.gradient_checkpointing)
+        # norms and embeddings to fp32: the QLoRA preparation
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=params.gradient_checkpointing,
+            gradient_checkpointing_kwargs=CHECKPOINTING_KWARGS,
+        )
     if init_from is None:
         return get_peft_model(model, lora_config(params))
     _check_adapter(init_from, params)
@@ -252,21 +264,14 @@ def _names(modules: Any) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name in modules or []})
 
 
-def _check_hardware(params: TrainParams) -> None:
-    if params.attn_implementation == "flash_attention_2" and uses_cpu(params):
-        raise ParamsError(
-            "params.yaml: train.attn_implementation: flash_attention_2 needs a CUDA GPU;"
-            " use sdpa with a cpu launch"
-        )
-
-
 # ---------------------------------------------------------------- divergence
 
 
-def _roll_back(
+def _record_trip(
     tripped: dict[str, Any], record: RunRecord, params: TrainParams, checkpoint_dir: Path, state: PartialState
-) -> Path | None:
-    """Record the event and pick the checkpoint to go on from; raise once rollbacks run out."""
+) -> None:
+    """Record the event and the checkpoint to go on from; raise RollbackPending, or TrainingDiverged
+    once rollbacks run out (then nothing is pending: the stage stops)."""
     state.wait_for_everyone()
     resume_from = newest_complete(checkpoint_dir)
     record.events.append({
@@ -274,16 +279,21 @@ def _roll_back(
         "rolled_back_to": checkpoint_step(resume_from) if resume_from else 0,
         "lr_scale": record.lr_scale * params.guard.lr_factor,
     })
+    record.rollback_pending = len(record.events) <= params.guard.max_rollbacks
     if state.is_main_process:
         write_record(checkpoint_dir, record)
-    if len(record.events) > params.guard.max_rollbacks:
+    state.wait_for_everyone()  # the record is written before any process exits
+    if not record.rollback_pending:
         history = "; ".join(f"step {e['step']}: {e['reason']}" for e in record.events)
         raise TrainingDiverged(
             f"training diverged {len(record.events)} times, more than train.guard.max_rollbacks"
             f" ({params.guard.max_rollbacks}) allows: {history}. Lower train.learning_rate"
             f" (or raise train.guard.max_rollbacks to go on: the run resumes from {checkpoint_dir})"
         )
-    return resume_from
+    raise RollbackPending(
+        f"divergence at step {tripped['step']} ({tripped['reason']}): the next launch resumes from"
+        f" {resume_from.name if resume_from else 'step 0'} at learning rate x{record.events[-1]['lr_scale']:g}"
+    )
 
 
 # ---------------------------------------------------------------- output
@@ -342,11 +352,20 @@ def _metrics(
         "resumed_from_step": checkpoint_step(resumed_from) if resumed_from else None,
         "divergence_events": record.events,
         "rollbacks": len(record.events),
+        "fp16_skipped_steps": skipped_steps(history) if resolved["precision"] == "fp16" else 0,
+        "peak_gpu_memory_gib": _peak_gpu_memory_gib(),
         "checkpoint_uploads": len(uploads.uploaded) if uploads else 0,
         "checkpoint_upload_failures": len(uploads.failed) if uploads else 0,
         "train_samples": data_stats["samples"],
         "train_tokens": data_stats["tokens"],
     }
+
+
+def _peak_gpu_memory_gib() -> float | None:
+    """This process's peak allocated CUDA memory; None on CPU."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2)
 
 
 def _tokens_before(history: list[dict[str, Any]], step: int) -> float:
