@@ -63,9 +63,13 @@ from transformers import (
 )
 
 from pipesql.basemodel.scratch import train_tokenizer
-from pipesql.params.train import ALL_PROJECTIONS, TrainParams
+from pipesql.params import recipes
+from pipesql.params.tokenize import TokenizeParams
+from pipesql.params.train import TrainParams
+from pipesql.prompts.contract import build_contract, write_contract
 
 REPO = Path(__file__).resolve().parents[1]
+RECIPE = "qwen-coder-1.5b-spider"
 TABLES = ("singer", "concert", "stadium", "pet", "flight", "airport", "course", "student")
 COLUMNS = ("id", "name", "age", "country", "year", "capacity", "city", "price", "rank", "title")
 
@@ -208,6 +212,7 @@ def build_inputs(size: Size, root: Path) -> tuple[Path, Path, list[Any], Qwen2Co
     DatasetDict(
         train=Dataset.from_list(rows[:n]), dev=Dataset.from_list(rows[n : n + 8]), test=Dataset.from_list(rows[n + 8 :])
     ).save_to_disk(samples)
+    write_contract(samples, build_contract(TokenizeParams(mode="full"), tokenizer.chat_template))  # as tokenize does
     tasks = [Task(question=q, schema=s) for s, q, _ in pairs[: size.generation_queries]]
     return base, samples, tasks, config
 
@@ -233,10 +238,13 @@ def _sample(tokenizer: PreTrainedTokenizerFast, messages: list[dict[str, str]]) 
 
 
 def hub_recipe(size: Size, tiny: bool, **overrides: Any) -> TrainParams:
-    """params.yaml's QLoRA recipe comment (README, "Real data and a hub model on a GPU"), short."""
+    """The train section of the recipe users run (configs/recipes/, RECIPE), cut to a short run;
+    bf16 LoRA unless a case asks for 4-bit."""
+    path = REPO / "configs" / "recipes" / f"{RECIPE}.yaml"
+    recipe = recipes.resolve(recipes.read_overrides(path), path, partial=True)["train"]
     return TrainParams.model_validate({
-        "lora": {"r": 16, "alpha": 32.0, "dropout": 0.05, "target_modules": list(ALL_PROJECTIONS), "modules_to_save": []},
-        "learning_rate": 2.0e-4,
+        **recipe.model_dump(mode="json"),
+        "quantization": "none",
         "launch": "cpu" if tiny else "gpu",
         "precision": "fp32" if tiny else "bf16",
         "packing": False,
