@@ -49,7 +49,7 @@ def main() -> None:
         sc = m["self_consistency"]
         print(f"self-consistency, {sc['num_samples']} samples: execution accuracy {sc['execution_accuracy']:.2%}"
               f" (Spider {sc['execution_accuracy_spider']:.2%}, BIRD {sc['execution_accuracy_bird']:.2%})"
-              f" in {sc['seconds']} s, against {sc['greedy_seconds']} s for one answer each")
+              f" in {sc['seconds']} s, against {sc['main_seconds']} s for one answer each")
 
 if __name__ == "__main__":
     run_stage(main)

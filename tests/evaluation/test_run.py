@@ -261,6 +261,7 @@ def test_the_eval_stage_end_to_end(project: TinyProject, trained_lora: Path, tmp
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["tokenize"] = project.tokenize_params.model_dump(mode="json", by_alias=True)
     params["eval"]["print_examples"] = 2
+    params["eval"]["generation"]["num_samples"] = 2  # the self-consistency pass too, on the real generator
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}  # see tinyrun.one_thread
     proc = subprocess.run(
@@ -281,10 +282,15 @@ def test_the_eval_stage_end_to_end(project: TinyProject, trained_lora: Path, tmp
         "FROM animal\n|> WHERE legs = 4\n|> AGGREGATE COUNT(*)",
     ]
     plots = json.loads((tmp_path / "metrics" / "eval_plots" / "execution_accuracy_by_num_ops.json").read_text())
-    assert plots == [{"num_ops": "2", "execution_accuracy": 1.0, "examples": 1},
-                     {"num_ops": "3", "execution_accuracy": 1.0, "examples": 3}]
+    rules = {"execution_accuracy": 1.0, "execution_accuracy_spider": 1.0, "execution_accuracy_bird": 1.0}
+    assert plots == [{"num_ops": "2", **rules, "examples": 1}, {"num_ops": "3", **rules, "examples": 3}]
+    assert metrics["gold_errors"] == 0 and all(r["correct_spider"] and r["correct_bird"] for r in rows)
+    sc = metrics["self_consistency"]
+    assert (sc["num_samples"], sc["examples"]) == (2, 4) and sc["seconds"] >= sc["sampling_seconds"] > 0
+    assert all(r["self_consistency"]["logprob"] < 0 for r in rows)  # sampled replies carry their likelihood
     assert "[ex-1] easy, 3 operators: correct" in proc.stdout
-    assert "execution accuracy 100.00%" in proc.stdout
+    assert "execution accuracy 100.00% (Spider rule 100.00%, BIRD rule 100.00%)" in proc.stdout
+    assert "self-consistency, 2 samples: execution accuracy" in proc.stdout
 
 
 def test_the_eval_stage_names_a_missing_adapter(project: TinyProject, tmp_path: Path) -> None:

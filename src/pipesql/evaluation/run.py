@@ -127,22 +127,20 @@ def evaluate(
     generations = generate_queries(scored, schemas, generator, protocol, params.generation, progress)
     seconds = time.perf_counter() - start
     scores = score_examples(scored, generations, params, progress)
-    consistency = None
+    consistency, cost = None, {}
     if params.generation.num_samples > 1:
         # candidates are sampled whatever do_sample says, one sequence each (no beams)
         sampling = params.generation.model_copy(update={"do_sample": True, "num_beams": 1})
-        sampler = HFGenerator(model, tokenizer, sampling, progress)
         start = time.perf_counter()
-        candidates = sample_candidates(scored, schemas, sampler, protocol, sampling, progress)
+        candidates = sample_candidates(scored, schemas, HFGenerator(model, tokenizer, sampling, progress), protocol,
+                                       sampling, progress)
+        sampled = time.perf_counter()
         consistency = vote_examples(scored, candidates, params, progress)
-        consistency_seconds = time.perf_counter() - start
+        cost = {"num_samples": sampling.num_samples, "seconds": round(time.perf_counter() - start, 1),
+                "sampling_seconds": round(sampled - start, 1), "main_seconds": round(seconds, 1)}
     result = report(examples, generations, scores, protocol, consistency)
     if consistency is not None:
-        result.metrics["self_consistency"] |= {
-            "num_samples": params.generation.num_samples,
-            "seconds": round(consistency_seconds, 1),  # sampling and running every candidate
-            "greedy_seconds": round(seconds, 1),       # the main generation, for comparison
-        }
+        result.metrics["self_consistency"] |= cost
     result.metrics |= {
         "loss": figures["loss"],
         "perplexity": figures["perplexity"],
@@ -150,7 +148,7 @@ def evaluate(
         "teacher_forced": {k: figures[k] for k in ("samples", "tokens", "by_kind")},
         "generation": {
             "seconds": round(seconds, 1),
-            "queries_per_s": round(len(examples) / seconds, 3) if seconds else None,
+            "queries_per_s": round(len(scored) / seconds, 3) if seconds else None,
             "dtype": dtype,
             "batch_size": params.generation.batch_size,
             "prefix_cache": generator.prefix_cache,
