@@ -42,11 +42,18 @@ def main() -> None:
     m = result.metrics
     if params.print_examples:
         print(result.show(params.print_examples))
-    print(f"{m['examples']} test queries, {m['protocol']}: execution accuracy {m['execution_accuracy']:.2%},"
-          f" exact match {m['exact_match']:.2%}, valid {m['valid_rate']:.2%}, lowered {m['lowered_rate']:.2%};"
-          f" errors {m['errors']}; teacher-forced loss {m['loss']}, token accuracy {m['token_accuracy']};"
+    print(f"{m['examples']} test queries on {m['databases']} databases ({m['gold_errors']} more whose gold"
+          f" does not run), {m['protocol']}:"
+          f" execution accuracy {m['execution_accuracy']:.2%} (Spider rule {m['execution_accuracy_spider']:.2%},"
+          f" BIRD rule {m['execution_accuracy_bird']:.2%}), exact match {m['exact_match']:.2%},"
+          f" valid {m['valid_rate']:.2%}, lowered {m['lowered_rate']:.2%}; errors {m['errors']};"
+          f" teacher-forced loss {m['loss']}, token accuracy {m['token_accuracy']};"
           f" {m['generation']['queries_per_s']} queries/s")
-
+    if "self_consistency" in m:
+        sc = m["self_consistency"]
+        print(f"self-consistency, {sc['num_samples']} samples: execution accuracy {sc['execution_accuracy']:.2%}"
+              f" (Spider {sc['execution_accuracy_spider']:.2%}, BIRD {sc['execution_accuracy_bird']:.2%})"
+              f" in {sc['seconds']} s, against {sc['main_seconds']} s for one answer each")
 
 if __name__ == "__main__":
     run_stage(main)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from evaluation.tinyrun import DATABASES, TinyProject, one_thread
 from pipesql.cli import main

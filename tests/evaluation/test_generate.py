@@ -12,10 +12,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from transformers import AutoTokenizer
+import torch
+from transformers import AutoTokenizer, LogitsProcessorList
 
 from evaluation.tinyrun import TinyProject
-from pipesql.evaluation.generate import HFGenerator, Messages, Task, generate_full, generate_incremental
+from pipesql.evaluation.generate import (
+    HFGenerator,
+    Messages,
+    Reply,
+    Task,
+    _Likelihood,
+    generate_full,
+    generate_incremental,
+)
 from pipesql.models import load_model
 from pipesql.params.eval import GenerationParams
 from pipesql.prompts import END_MARKER, full_messages, parse_step_answer, schema_text, step_messages
@@ -108,6 +117,14 @@ def test_the_full_protocol_reads_the_sql_block() -> None:
     assert (cut.query, cut.finished) == ("```sql\nFROM t\n|> SEL", False)
 
 
+def test_a_querys_log_likelihood_sums_its_steps() -> None:
+    model = ScriptedModel({"q": [Reply("FROM t", -1.25), Reply("WHERE a > 1", -0.5), Reply(END_MARKER, -0.25)]})
+    (out,) = generate_incremental(_tasks("q"), model, max_steps=5, max_new_tokens=8, progress=False)
+    assert (out.query, out.finished, out.logprob) == ("FROM t\n|> WHERE a > 1", True, -2.0)
+    (plain,) = generate_full(_tasks("q"), lambda prompts, n: ["```sql\nFROM t\n```"], 64)
+    assert plain.logprob == 0.0  # a generator that does not measure it
+
+
 # ---------------------------------------------------------------- HFGenerator on a tiny model
 
 
@@ -183,3 +200,27 @@ def test_replies_stop_at_the_token_budget(lora, prompts: list[Messages], monkeyp
     HFGenerator(model, tokenizer, GenerationParams(batch_size=3), progress=False)(prompts, 3)
     assert len(new_tokens) == 3  # 8 prompts in batches of 3
     assert max(new_tokens) <= 3
+
+
+def test_sampled_replies_carry_the_models_own_log_likelihood(lora, prompts: list[Messages]) -> None:
+    """_Likelihood against the raw logits generate() returns: same sum, up to the end of turn."""
+    model, tokenizer = lora
+    inputs = tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+    width, eos = inputs["input_ids"].shape[1], tokenizer.eos_token_id
+    likelihood = _Likelihood(width, [eos])
+    torch.manual_seed(0)
+    out = model.generate(**inputs, max_new_tokens=12, do_sample=True, temperature=1.5, top_k=50,
+                         eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, output_logits=True,
+                         return_dict_in_generate=True, logits_processor=LogitsProcessorList([likelihood]))
+    expected = 0.0
+    for t, logits in enumerate(out.logits):
+        token = int(out.sequences[0, width + t])
+        expected += float(torch.log_softmax(logits[0].float(), -1)[token])
+        if token == eos:
+            break
+    assert likelihood.finish(out.sequences) == [pytest.approx(expected, abs=1e-4)]
+    sampled, _ = _replies(lora, prompts[:3], do_sample=True, seed=7)
+    assert all(isinstance(r, Reply) and r.logprob < 0 for r in sampled)
+    greedy, _ = _replies(lora, prompts[:3])
+    assert not any(isinstance(r, Reply) for r in greedy)

@@ -1,8 +1,8 @@
-"""Scoring one prediction: every status, the execution comparison, exact match. No model needed.
+"""Scoring one prediction: every status, the three execution rules, exact match. No model needed.
 
-The comparison is golden_pairs' own (`results_match` with `is_ordered` of the gold SQL); these
-cases pin what eval makes of it: order counts only under the gold's outer ORDER BY, duplicate
-rows count, floats match within the tolerance.
+The strict comparison is golden_pairs' own (`results_match` with `is_ordered` of the gold SQL);
+these cases pin what eval makes of it and of the Spider and BIRD rules on real queries: where
+DISTINCT is removed, where column order or duplicates stop counting, the test-suite databases.
 """
 
 from __future__ import annotations
@@ -14,9 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from pipesql.evaluation.score import CORRECT, check_pipe_sql, gold_for, normal_form, score_prediction
-from pipesql.sql.execute import ExecutionError
-from pipesql.sql.lower import LoweringError
+from pipesql.evaluation.score import (
+    CORRECT,
+    GoldError,
+    check_pipe_sql,
+    gold_for,
+    normal_form,
+    score_prediction,
+)
 
 # (title, gold SQL, gold pipe SQL, prediction, status)
 EXECUTION_CASES = [
@@ -41,6 +46,24 @@ EXECUTION_CASES = [
     ("a float past the tolerance", "SELECT SUM(f) FROM t", "FROM t |> AGGREGATE SUM(f)",
      "FROM t |> LIMIT 1 |> SELECT 0.6001", "mismatch"),
     ("a column too many", "SELECT k FROM t", "FROM t |> SELECT k", "FROM t |> SELECT k, v", "mismatch"),
+]
+
+# (title, gold SQL, prediction, strict, Spider, BIRD): where the rules part on real queries
+RULE_CASES = [
+    ("same rows", "SELECT k FROM t WHERE v = 1", "FROM t |> WHERE v = 1 |> SELECT k", True, True, True),
+    ("columns swapped", "SELECT k, v FROM t", "FROM t |> SELECT v, k", False, True, False),
+    ("DISTINCT the gold has", "SELECT DISTINCT k FROM t", "FROM t |> SELECT k", False, True, True),
+    ("DISTINCT the gold lacks", "SELECT k FROM t", "FROM t |> SELECT k |> DISTINCT", False, True, True),
+    ("COUNT(DISTINCT) against COUNT", "SELECT COUNT(DISTINCT k) FROM t", "FROM t |> AGGREGATE COUNT(k)",
+     False, True, False),
+    ("order under a subquery's ORDER BY", "SELECT k FROM (SELECT k, f FROM t ORDER BY f)",
+     "FROM t |> ORDER BY f DESC |> SELECT k", True, False, True),
+    ("float noise", "SELECT SUM(f) FROM t", "FROM t |> LIMIT 1 |> SELECT 0.6", True, False, False),
+    ("nothing, one column against two", "SELECT k FROM t WHERE v = 9", "FROM t |> WHERE v = 9 |> SELECT k, v",
+     False, True, True),
+    ("does not run", "SELECT k FROM t", "FROM nope |> SELECT k", False, False, False),
+    ("does not parse", "SELECT k FROM t", "SELECT k FROM t", False, False, False),
+    ("does not lower", "SELECT k FROM t", "FROM t |> WHERE", False, False, False),
 ]
 
 # (title, prediction, status, error fragment)
@@ -94,6 +117,31 @@ def test_execution_comparison(db: Path, gold_sql: str, gold_pipe: str, predictio
     assert score.is_correct == (status == CORRECT)
 
 
+@pytest.mark.parametrize(("gold_sql", "prediction", "strict", "spider", "bird"),
+                         [c[1:] for c in RULE_CASES], ids=[c[0] for c in RULE_CASES])
+def test_the_three_rules_on_queries(db: Path, gold_sql: str, prediction: str, strict: bool, spider: bool,
+                                    bird: bool) -> None:
+    score = _score(db, gold_sql, "FROM t |> SELECT k", prediction)
+    assert (score.is_correct, score.spider, score.bird) == (strict, spider, bird), score.error
+
+
+def test_the_test_suite_must_agree_on_every_database(db: Path, tmp_path: Path) -> None:
+    """Right on the eval database, wrong on a test-suite one: wrong under the Spider rule only."""
+    other = tmp_path / "t_1.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.executescript("CREATE TABLE t (k TEXT, v INT, f REAL); INSERT INTO t VALUES ('z', 3, 0.5);")
+    conn.close()
+    gold_sql, same = "SELECT k FROM t WHERE v < 3", "FROM t |> WHERE v <= 2 |> SELECT k"
+    alone = gold_for("FROM t |> SELECT k", gold_sql, db, timeout_s=1.0, max_rows=100)
+    suite = gold_for("FROM t |> SELECT k", gold_sql, db, timeout_s=1.0, max_rows=100, test_suite=[other])
+    wrong = "FROM t |> WHERE v < 3 OR v = 3 |> SELECT k"  # the same rows on t, not on t_1
+    for gold, spider in ((alone, True), (suite, False)):
+        score = score_prediction(wrong, gold, db, timeout_s=1.0, max_rows=100, float_tol=1e-6)
+        assert (score.is_correct, score.spider, score.bird) == (True, spider, True)
+    right = score_prediction(same, suite, db, timeout_s=1.0, max_rows=100, float_tol=1e-6)
+    assert (right.is_correct, right.spider, right.bird) == (True, True, True)
+
+
 @pytest.mark.parametrize(("prediction", "status", "fragment"),
                          [c[1:] for c in FAILURE_CASES], ids=[c[0] for c in FAILURE_CASES])
 def test_each_failure_has_its_category(db: Path, prediction: str, status: str, fragment: str) -> None:
@@ -117,13 +165,20 @@ def test_exact_match_is_scored_beside_execution(db: Path) -> None:
     assert (lucky.status, lucky.exact_match) == (CORRECT, False)
 
 
-def test_gold_must_run(db: Path) -> None:
-    with pytest.raises(ExecutionError, match="no such table"):
+def test_a_gold_that_does_not_run_is_a_gold_error(db: Path, tmp_path: Path) -> None:
+    with pytest.raises(GoldError, match="fails on .*t.sqlite: no such table: nope"):
         gold_for("FROM nope |> SELECT k", "SELECT k FROM nope", db, timeout_s=1.0, max_rows=10)
-    with pytest.raises(ExecutionError, match="more than 2 rows"):
+    with pytest.raises(GoldError, match=r"more than 2 rows on .*t.sqlite \(eval.max_rows\)"):
         gold_for("FROM t |> SELECT k", "SELECT k FROM t", db, timeout_s=1.0, max_rows=2)
-    with pytest.raises(LoweringError):
+    with pytest.raises(GoldError, match="does not parse or lower"):
         gold_for("FROM t |> WHERE", "SELECT k FROM t", db, timeout_s=1.0, max_rows=10)
+    with pytest.raises(GoldError, match="timed out"):
+        gold_for("FROM t |> SELECT k", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r)"
+                 " SELECT COUNT(*) FROM r", db, timeout_s=0.2, max_rows=10)
+    empty = tmp_path / "t_empty.sqlite"
+    sqlite3.connect(empty).close()
+    with pytest.raises(GoldError, match="t_empty.sqlite: no such table: t"):  # on a test-suite database
+        gold_for("FROM t |> SELECT k", "SELECT k FROM t", db, timeout_s=1.0, max_rows=10, test_suite=[empty])
 
 
 def test_check_pipe_sql_returns_the_operators() -> None:

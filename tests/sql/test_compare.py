@@ -1,4 +1,4 @@
-"""results_match and is_ordered: the comparison golden_pairs and eval share."""
+"""The three comparison rules (strict, Spider, BIRD), is_ordered and the Spider rule's SQL steps."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 import sqlglot
 
-from pipesql.sql.compare import is_ordered, results_match
+from pipesql.sql.compare import (
+    bird_results_match,
+    is_ordered,
+    remove_distinct,
+    results_match,
+    spider_orders,
+    spider_results_match,
+)
 from pipesql.sql.execute import QueryResult
 
 
@@ -80,6 +87,86 @@ def test_results_match(gold: QueryResult, pred: QueryResult, ordered: bool, expe
 def test_results_match_float_tol_is_a_knob() -> None:
     gold, pred = _result((1.0,),), _result((1.001,),)
     assert results_match(gold, pred, ordered=True, float_tol=1e-2)
+
+
+# (title, gold, pred, ordered, strict, spider, bird): one table for the three rules, so each row
+# shows where they part. `ordered` is the gold's: is_ordered for strict, spider_orders for Spider.
+RULE_CASES = [
+    ("identical", _result((1, "a"), (2, "b")), _result((1, "a"), (2, "b")), True, True, True, True),
+    ("column order", _result((1, "a"), (2, "b")), _result(("a", 1), ("b", 2)), False, False, True, False),
+    ("columns permuted, rows ordered",
+     _result((1, "a"), (2, "b")), _result(("a", 1), ("b", 2)), True, False, True, False),
+    ("a permutation must hold for every row",
+     _result((1, 2), (3, 4)), _result((2, 1), (3, 4)), False, False, False, False),
+    ("three columns, two alike",
+     _result((1, 1, 2), (1, 3, 2)), _result((2, 1, 1), (2, 1, 3)), False, False, True, False),
+    ("a duplicate row dropped", _result((1,), (1,), (2,)), _result((1,), (2,), (2,)), False, False, False, True),
+    ("duplicates removed", _result((1,), (1,)), _result((1,),), False, False, False, True),
+    ("row order, unordered gold", _result((1,), (2,)), _result((2,), (1,)), False, True, True, True),
+    ("row order, ordered gold", _result((1,), (2,)), _result((2,), (1,)), True, False, False, True),
+    ("ties listed the other way under ORDER BY",
+     _result(("ann", 30), ("bob", 30)), _result(("bob", 30), ("ann", 30)), True, False, False, True),
+    ("int equals float", _result((3,),), _result((3.0,),), True, True, True, True),
+    ("float noise", _result((0.1 + 0.2,),), _result((0.3,),), True, True, False, False),
+    ("float outside tolerance", _result((1.0,),), _result((1.001,),), True, False, False, False),
+    ("NULL equals NULL", _result((None, 1),), _result((None, 1),), True, True, True, True),
+    ("NULL is not 0", _result((None,),), _result((0,),), False, False, False, False),
+    ("BLOB and its text", _result((b"abc",),), _result(("abc",),), True, True, False, False),
+    ("both empty, one column each", _result(width=1), _result(width=1), False, True, True, True),
+    ("both empty, widths differ", _result(width=1), _result(width=2), False, False, True, True),
+    ("empty against one row", _result(width=1), _result((1,),), False, False, False, False),
+    ("a column too many", _result((1,),), _result((1, 2),), False, False, False, False),
+    ("truncated pred", _result((1,),), _result((1,), truncated=True), False, False, False, False),
+    ("truncated gold", _result((1,), truncated=True), _result((1,),), False, False, False, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("gold", "pred", "ordered", "strict", "spider", "bird"),
+    [case[1:] for case in RULE_CASES],
+    ids=[case[0] for case in RULE_CASES],
+)
+def test_the_three_rules(gold: QueryResult, pred: QueryResult, ordered: bool, strict: bool, spider: bool,
+                         bird: bool) -> None:
+    assert (results_match(gold, pred, ordered=ordered), spider_results_match(gold, pred, ordered=ordered),
+            bird_results_match(gold, pred)) == (strict, spider, bird)
+    # each rule is symmetric
+    assert (results_match(pred, gold, ordered=ordered), spider_results_match(pred, gold, ordered=ordered),
+            bird_results_match(pred, gold)) == (strict, spider, bird)
+
+
+# (title, sql, without DISTINCT)
+DISTINCT_CASES = [
+    ("SELECT DISTINCT", "SELECT DISTINCT a FROM t", "SELECT a FROM t"),
+    ("inside an aggregate", "SELECT COUNT(DISTINCT a), SUM(DISTINCT b) FROM t", "SELECT COUNT(a), SUM(b) FROM t"),
+    ("in a subquery", "SELECT a FROM t WHERE a IN (SELECT DISTINCT b FROM u)",
+     "SELECT a FROM t WHERE a IN (SELECT b FROM u)"),
+    ("UNION keeps its own", "SELECT a FROM t UNION SELECT a FROM u", "SELECT a FROM t UNION SELECT a FROM u"),
+    ("no DISTINCT", "SELECT a FROM t ORDER BY a", "SELECT a FROM t ORDER BY a"),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), [c[1:] for c in DISTINCT_CASES], ids=[c[0] for c in DISTINCT_CASES])
+def test_remove_distinct(sql: str, expected: str) -> None:
+    tree = sqlglot.parse_one(sql, read="sqlite")
+    assert remove_distinct(tree).sql(dialect="sqlite") == expected
+    assert tree.sql(dialect="sqlite") == sqlglot.parse_one(sql, read="sqlite").sql(dialect="sqlite")  # a copy
+
+
+# (title, sql, spider_orders): any ORDER BY, as the evaluator's text search finds it
+SPIDER_ORDER_CASES = [
+    ("outer", "SELECT a FROM t ORDER BY a", True),
+    ("in a subquery", "SELECT * FROM (SELECT a FROM t ORDER BY a LIMIT 3)", True),
+    ("in a window", "SELECT a, ROW_NUMBER() OVER (ORDER BY a) FROM t", True),
+    ("none", "SELECT a FROM t GROUP BY a", False),
+    ("only in a literal", "SELECT a FROM t WHERE b = 'order by'", False),
+]
+
+
+@pytest.mark.parametrize(("sql", "expected"), [c[1:] for c in SPIDER_ORDER_CASES],
+                         ids=[c[0] for c in SPIDER_ORDER_CASES])
+def test_spider_orders(sql: str, expected: bool) -> None:
+    assert spider_orders(sql) is expected
 
 
 # (title, sql, expected)

@@ -19,6 +19,10 @@ count of unmasked tokens), so each row's positions run on across its gap exactly
 in the unpadded prompt. The cache is preallocated for the prompt and the token budget: a growing
 cache copies itself whole at every generated token, a quarter of the time of a batched step on
 the CPU.
+
+When it samples, `HFGenerator` also returns each reply's log-likelihood under the model (a
+`Reply`, a str that carries `logprob`): self-consistency breaks a tie between candidates by it.
+The loops sum it over a query's steps into `Generation.logprob`.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, StaticCache
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StaticCache,
+)
 
 from pipesql.params.eval import GenerationParams
 from pipesql.prompts import format_query, full_messages, parse_full_answer, parse_step_answer, step_messages
@@ -54,6 +65,23 @@ class Generation:
     steps: int            # generate calls spent on it
     finished: bool        # the model ended it (END, or a closed ```sql block); False: a cap cut it
     error: str | None = None  # a step no operator could be read from; the query stops there
+    logprob: float = 0.0  # the replies' summed log-likelihood, when the generator measures it
+
+
+class Reply(str):
+    """A reply with its log-likelihood under the model (natural log, summed over its tokens)."""
+
+    logprob: float
+
+    def __new__(cls, text: str, logprob: float) -> Reply:
+        reply = super().__new__(cls, text)
+        reply.logprob = logprob
+        return reply
+
+
+def logprob_of(reply: str) -> float:
+    """A Reply's log-likelihood; 0.0 for a plain str (a scripted or greedy generator's)."""
+    return reply.logprob if isinstance(reply, Reply) else 0.0
 
 
 def generate_incremental(
@@ -66,6 +94,7 @@ def generate_incremental(
     cannot parse. A query still going after max_steps calls is returned as it stands, unfinished.
     """
     ops: list[list[str]] = [[] for _ in tasks]
+    logprobs = [0.0] * len(tasks)
     done: dict[int, Generation] = {}
     active = list(range(len(tasks)))
     with tqdm(total=len(tasks), desc="generate", unit="query", disable=not progress) as bar:
@@ -76,16 +105,17 @@ def generate_incremental(
             replies = generate(prompts, max_new_tokens)
             still = []
             for i, reply in zip(active, replies, strict=True):
+                logprobs[i] += logprob_of(reply)
                 finished, error = _read_step(reply, step, ops[i])
                 if finished or error:
-                    done[i] = Generation(format_query(ops[i]), step + 1, finished, error)
+                    done[i] = Generation(format_query(ops[i]), step + 1, finished, error, logprobs[i])
                     bar.update()
                 else:
                     still.append(i)
             active = still
             bar.set_postfix(step=step + 1, open=len(active))
     for i in active:
-        done[i] = Generation(format_query(ops[i]), max_steps, finished=False)
+        done[i] = Generation(format_query(ops[i]), max_steps, finished=False, logprob=logprobs[i])
     return [done[i] for i in range(len(tasks))]
 
 
@@ -96,7 +126,8 @@ def generate_full(
     prompts = [full_messages(t.question, t.schema, t.evidence) for t in tasks]
     replies = generate(prompts, max_new_tokens)
     return [
-        Generation(parse_full_answer(reply), 1, finished=reply.rstrip().endswith("```"))
+        Generation(parse_full_answer(reply), 1, finished=reply.rstrip().endswith("```"),
+                   logprob=logprob_of(reply))
         for reply in replies
     ]
 
@@ -122,7 +153,7 @@ class HFGenerator:
 
     Replies are decoded without special tokens and stripped. A reply stops at the end of turn
     (the tokenizer's EOS, `<|im_end|>` for ChatML, and any the model's generation config adds)
-    or after the token budget. The prefix cache holds one entry per distinct system turn for
+    or after the token budget. Sampled replies (num_beams 1) are `Reply`s, with their log-likelihood. The prefix cache holds one entry per distinct system turn for
     the generator's lifetime: one per test database.
     """
 
@@ -140,6 +171,7 @@ class HFGenerator:
         self._system_ids: dict[str, list[int]] = {}
         self._prefix_kv: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         eos = {tokenizer.eos_token_id, *_as_list(model.generation_config.eos_token_id)} - {None}
+        self.eos = sorted(eos)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
         # Every knob that shapes the output is set here, so the model's own generation config
         # (Qwen's says: sample, top_k 20, repetition penalty 1.05) cannot change eval's decoding.
@@ -210,6 +242,9 @@ class HFGenerator:
             input_ids[r, width - rest :] = torch.tensor(ids[p:], dtype=torch.long)
             mask[r, n_prefix - p : n_prefix] = 1
             mask[r, width - rest :] = 1
+        # beams reorder rows between steps: the likelihood is read only along plain sampling
+        sampling = self.params.do_sample and self.params.num_beams == 1
+        likelihood = _Likelihood(width, self.eos) if sampling else None
         cache = None  # generate() makes its own for a model with sliding-window layers
         if self.full_context:
             cache = StaticCache(config=self.model.config, max_cache_len=width + max_new_tokens)
@@ -220,9 +255,12 @@ class HFGenerator:
             attention_mask=mask.to(self.device),
             past_key_values=cache,
             generation_config=GenerationConfig(max_new_tokens=max_new_tokens, **self._config),
+            logits_processor=LogitsProcessorList([likelihood] if likelihood else []),
         )
-        texts = self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
-        return [text.strip() for text in texts]
+        texts = [text.strip() for text in self.tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)]
+        if likelihood is None:
+            return texts
+        return [Reply(text, lp) for text, lp in zip(texts, likelihood.finish(output), strict=True)]
 
     def _batch_prefix(
         self, rows: list[tuple[list[int], int]], n_prefix: int
@@ -253,6 +291,43 @@ class HFGenerator:
             cache = self.model(input_ids=ids, use_cache=True).past_key_values
             self._prefix_kv[prefix] = [(layer.keys, layer.values) for layer in cache.layers]
         return self._prefix_kv[prefix]
+
+
+class _Likelihood(LogitsProcessor):
+    """Sums each row's log-probability of the tokens it generates, as generate() picks them.
+
+    generate() runs custom processors before temperature and top-p, so these are the model's
+    own probabilities. A call sees step t's logits and, in input_ids, the token step t - 1
+    picked: its log-probability is read from the previous call's, so one vocabulary-wide row per
+    sequence is held, never the whole history. A row counts up to its first end-of-turn token.
+    """
+
+    def __init__(self, width: int, eos: list[int]) -> None:
+        self.width, self.eos = width, torch.tensor(eos)
+        self.last: torch.Tensor | None = None
+        self.total: torch.Tensor | None = None
+        self.open: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] > self.width:
+            self._add(input_ids[:, -1])
+        self.last = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> list[float]:
+        """Per row, the summed log-probability, once generate() has returned `sequences`."""
+        if sequences.shape[1] > self.width:
+            self._add(sequences[:, -1])
+        return [0.0] * len(sequences) if self.total is None else self.total.tolist()
+
+    def _add(self, tokens: torch.Tensor) -> None:
+        assert self.last is not None  # a token follows a call
+        if self.total is None or self.open is None:
+            self.total = torch.zeros(len(tokens), dtype=torch.float64)
+            self.open = torch.ones(len(tokens), dtype=torch.bool)
+        picked = self.last.gather(1, tokens[:, None].to(self.last.device))[:, 0].double().cpu()
+        self.total += torch.where(self.open, picked, torch.zeros_like(picked))
+        self.open &= ~torch.isin(tokens.cpu(), self.eos)
 
 
 def _attends_to_full_context(model: PreTrainedModel) -> bool:

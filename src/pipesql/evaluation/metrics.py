@@ -1,7 +1,8 @@
 """Scores into the figures of metrics/eval.json and the rows of its plots.
 
-Every rate is over all examples of its group, so a query that fails to parse counts against
-execution accuracy too: the rates nest (valid >= lowered >= execution accuracy).
+Every rate is over all scored examples of its group (a gold_error example is no verdict and is
+not among them), so a query that fails to parse counts against execution accuracy too: the rates
+nest (valid >= lowered >= each execution accuracy).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from typing import Any
 from pipesql.evaluation.score import CATEGORIES, Score
 from pipesql.sources.raw import DIFFICULTIES
 
-RATES = ("valid_rate", "lowered_rate", "execution_accuracy", "exact_match")
+RATES = ("valid_rate", "lowered_rate", "execution_accuracy", "execution_accuracy_spider",
+         "execution_accuracy_bird", "exact_match")
+ACCURACIES = ("execution_accuracy", "execution_accuracy_spider", "execution_accuracy_bird")
 LEVELS = (*DIFFICULTIES, "simple", "moderate", "challenging")  # Spider's, then BIRD's
 
 
 def rates(scores: Sequence[Score]) -> dict[str, Any]:
-    """The four rates of a group, with its size."""
+    """The rates of a group, with its size."""
     n = len(scores)
 
     def share(count: int) -> float:
@@ -29,6 +32,8 @@ def rates(scores: Sequence[Score]) -> dict[str, Any]:
         "valid_rate": share(sum(s.is_valid for s in scores)),
         "lowered_rate": share(sum(s.is_lowered for s in scores)),
         "execution_accuracy": share(sum(s.is_correct for s in scores)),
+        "execution_accuracy_spider": share(sum(s.spider for s in scores)),
+        "execution_accuracy_bird": share(sum(s.bird for s in scores)),
         "exact_match": share(sum(s.exact_match for s in scores)),
     }
 
@@ -46,9 +51,10 @@ def errors(scores: Sequence[Score]) -> dict[str, int]:
     return {category: counts[category] for category in CATEGORIES}
 
 
-def plot_rows(groups: dict[str, dict[str, Any]], x: str, y: str = "execution_accuracy") -> list[dict[str, Any]]:
-    """`[{x: group, y: rate, "examples": n}, ...]`: the data-series file a dvc bar plot reads."""
-    return [{x: key, y: figures[y], "examples": figures["examples"]} for key, figures in groups.items()]
+def plot_rows(groups: dict[str, dict[str, Any]], x: str) -> list[dict[str, Any]]:
+    """`[{x: group, <each accuracy>: rate, "examples": n}, ...]`: the file a dvc bar plot reads."""
+    return [{x: key, **{y: figures[y] for y in ACCURACIES}, "examples": figures["examples"]}
+            for key, figures in groups.items()]
 
 
 def _group_order(key: str) -> tuple[int, int, str]:

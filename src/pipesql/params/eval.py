@@ -18,16 +18,18 @@ class GenerationParams(Strict):
     max_new_tokens_full: int = Field(512, gt=0)     # full: the whole answer
     prefix_cache: bool = True                       # compute each schema's KV cache once, reuse it
     do_sample: bool = False                         # false: greedy, or beam search with num_beams > 1
-    temperature: float = Field(1.0, gt=0)           # sampling only
+    temperature: float = Field(1.0, gt=0)           # sampling (do_sample, or num_samples > 1) only
     top_p: float = Field(1.0, gt=0, le=1)           # sampling only
     top_k: int = Field(0, ge=0)                     # sampling only; 0 = off
     num_beams: int = Field(1, gt=0)
     seed: int = 0                                   # sampling only
+    num_samples: int = Field(1, gt=0)               # eval: > 1 adds self-consistency over N sampled candidates
 
 
 class EvalParams(Strict):
     protocol: Literal["auto", "incremental", "full"] = "auto"  # auto: as tokenize.mode (both: incremental)
-    max_examples: int | None = Field(None, gt=0)    # the first N test pairs; null = all
+    max_examples: int | None = Field(None, gt=0)    # a sample of N test pairs, by database; null = all
+    sample_seed: int = 0                            # which max_examples pairs are drawn
     print_examples: int = Field(3, ge=0)            # predictions shown in the log
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 > fp16 on GPU, fp32 on CPU
     generation: GenerationParams = GenerationParams()
@@ -35,3 +37,4 @@ class EvalParams(Strict):
     timeout_s: float = Field(5.0, gt=0)             # per query execution, gold and predicted alike
     max_rows: int = Field(100_000, gt=0)            # a result cut at this size never matches
     float_tol: float = Field(1e-6, ge=0)            # relative tolerance, as golden_pairs compares
+    test_suite_path: str | None = None              # <dir>/<db_id>/*.sqlite: Spider's test-suite databases

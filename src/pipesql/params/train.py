@@ -65,7 +65,7 @@ class TrainParams(Strict):
     checkpoint_uri: str | None = Field(None, pattern=r"^s3://[^/]+")  # each checkpoint uploaded here
     logging_steps: int = Field(1, gt=0)
     eval_steps: int = Field(800, gt=0)
-    eval_max_samples: int | None = Field(128, gt=0)  # the dev split's first N; null = all
+    eval_max_samples: int | None = Field(128, gt=0)  # N dev samples, by database and difficulty; null = all
     eval_batch_size: int = Field(16, gt=0)
     save_steps: int = Field(800, gt=0)
     save_total_limit: int = Field(3, ge=2)          # >= 2: a kill during a save leaves a complete one

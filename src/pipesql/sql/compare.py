@@ -1,15 +1,25 @@
-"""Do two query results answer the same question? The one comparison golden_pairs and eval share.
+"""Do two query results answer the same question? Three rules, one module: golden_pairs and eval share it.
 
-Results are compared as multisets of rows (duplicates count), in order only when the gold query's
-outermost query orders its rows, with a tolerance for floats. Column names do not matter (an alias
-is not an answer) but column order does, as in Spider's execution check with the same projection.
+strict (`results_match`, golden_pairs' rule and eval's `execution_accuracy`): multisets of rows
+    (duplicates count), in order only when the gold's outermost query orders its rows, floats
+    within a tolerance. Column names do not matter (an alias is not an answer), column order does.
+Spider (`spider_results_match`, `execution_accuracy_spider`): the execution rule of the official
+    test-suite evaluator (taoyds/test-suite-sql-eval, `result_eq`): multisets of rows under some
+    permutation of the columns, in order when the gold mentions ORDER BY anywhere
+    (`spider_orders`), values compared exactly; two empty results match whatever their widths.
+    The evaluator runs both queries with every DISTINCT removed first (its default,
+    `--keep_distinct` off): `remove_distinct` does that to the SQL before it is executed.
+BIRD (`bird_results_match`, `execution_accuracy_bird`): BIRD's evaluation.py, `set(predicted) ==
+    set(gold)`: sets of rows (order and duplicates ignored), column order kept, values exact.
+
+All three reject a result that max_rows cut: rows past the cap are unknown. None of them raises.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlglot
@@ -51,6 +61,77 @@ def results_match(
     if ordered:
         return all(_rows_close(g, p, float_tol) for g, p in zip(gold_rows, pred_rows))
     return _multisets_close(gold_rows, pred_rows, float_tol)
+
+
+def spider_results_match(gold: QueryResult, pred: QueryResult, *, ordered: bool) -> bool:
+    """The Spider test-suite evaluator's `result_eq`: same rows under some column permutation.
+
+    Two empty results match (widths aside); otherwise lengths and widths must agree and some
+    permutation of pred's columns must give gold's rows: as a multiset, or as a list when
+    `ordered` (the gold mentions ORDER BY, see `spider_orders`). Values compare with Python's
+    `==`, as the evaluator's do: 3 == 3.0, no float tolerance, a BLOB never equals text.
+    The search assigns gold columns one by one and drops a partial assignment as soon as the
+    projected rows differ, so it is exact (the evaluator prunes by sampling rows; both accept
+    the same pairs) and fast unless many columns hold the same values.
+    """
+    if gold.truncated or pred.truncated:
+        return False
+    if not gold.rows and not pred.rows:
+        return True
+    width = len(gold.columns)
+    if len(gold.rows) != len(pred.rows) or len(pred.columns) != width:
+        return False
+    project: Callable[[Sequence[Row], tuple[int, ...]], Any] = (
+        (lambda rows, cols: [tuple(r[c] for c in cols) for r in rows]) if ordered
+        else (lambda rows, cols: Counter(tuple(r[c] for c in cols) for r in rows))
+    )
+
+    def extend(assigned: tuple[int, ...]) -> bool:
+        k = len(assigned)
+        if k == width:
+            return True
+        want = project(gold.rows, tuple(range(k + 1)))
+        return any(
+            project(pred.rows, (*assigned, j)) == want and extend((*assigned, j))
+            for j in range(width) if j not in assigned
+        )
+
+    return extend(())
+
+
+def bird_results_match(gold: QueryResult, pred: QueryResult) -> bool:
+    """BIRD's evaluation.py: `set(pred_rows) == set(gold_rows)`, column order kept, values exact."""
+    if gold.truncated or pred.truncated:
+        return False
+    return set(gold.rows) == set(pred.rows)
+
+
+def spider_orders(sql: str | exp.Expression) -> bool:
+    """Does row order count under the Spider rule? When the gold holds an ORDER BY anywhere.
+
+    The evaluator tests `'order by' in gold.lower()`; the tree's ORDER BY nodes (outer, subquery,
+    window) are what that text search finds, less the words inside a string literal or a name.
+    A string is parsed as SQLite SQL; a parse error propagates.
+    """
+    tree = sqlglot.parse_one(sql, read="sqlite") if isinstance(sql, str) else sql
+    return tree.find(exp.Order) is not None
+
+
+def remove_distinct(tree: exp.Expression) -> exp.Expression:
+    """`SELECT DISTINCT a, COUNT(DISTINCT b)` -> `SELECT a, COUNT(b)`: the Spider evaluator's default.
+
+    It drops every `distinct` token of the query text (`parse.remove_distinct`): after SELECT,
+    inside an aggregate, in a subquery alike (a DISTINCT over several arguments, which SQLite
+    does not have, is left as it is). UNION, INTERSECT and EXCEPT keep their own
+    duplicate removal (the token is not there). Returns a copy; the input is not changed.
+    """
+    tree = tree.copy()
+    for node in list(tree.find_all(exp.Distinct)):
+        if node.arg_key == "distinct":      # SELECT DISTINCT ...
+            node.pop()
+        elif len(node.expressions) == 1:    # COUNT(DISTINCT x), SUM(DISTINCT x), ...
+            node.replace(node.expressions[0])
+    return tree
 
 
 def is_ordered(sql: str | exp.Expression) -> bool:

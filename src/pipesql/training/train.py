@@ -32,6 +32,7 @@ from trl import SFTTrainer
 from pipesql.io import DataError, atomic_path, write_json
 from pipesql.params.base import ParamsError, to_dict
 from pipesql.params.train import TrainParams
+from pipesql.stratified import stratified_sample
 from pipesql.training.callbacks import CompleteMarkers, DivergenceGuard, LivePlots, UploadCheckpoints, skipped_steps
 from pipesql.training.checkpoints import (
     RUN_RECORD,
@@ -175,8 +176,10 @@ def load_samples(samples_dir: Path, params: TrainParams) -> tuple[Dataset, Datas
             raise DataError(f"{samples_dir}: the {name!r} split lacks columns {sorted(missing)}")
     train_set = splits["train"].select_columns(["input_ids", "labels"])
     eval_set = splits["dev"].select_columns(["input_ids", "labels"])
-    if params.eval_max_samples is not None:
-        eval_set = eval_set.select(range(min(params.eval_max_samples, len(eval_set))))
+    if params.eval_max_samples is not None:  # seeded, by database and difficulty: not the file's first N
+        dev = splits["dev"]
+        eval_set = eval_set.select(stratified_sample(list(zip(dev["db_id"], dev["difficulty"])),
+                                                     params.eval_max_samples, params.seed))
     lengths = [len(ids) for ids in train_set["input_ids"]]
     labelled = sum(sum(1 for t in labels if t != -100) for labels in train_set["labels"])
     longest = max(lengths)
