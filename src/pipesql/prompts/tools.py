@@ -95,7 +95,8 @@ class ToolReply:
 
 def parse_tool_reply(text: str) -> ToolReply:
     """Every <tool_call> block of a reply: a JSON object with a string `name` and an object
-    `arguments` (a JSON string of one is accepted too); an unclosed block is malformed."""
+    `arguments` (a JSON string of one is accepted too, and none is {}); an unclosed block, as a
+    reply cut by its token budget leaves, is malformed."""
     calls: list[ToolCall] = []
     malformed: list[str] = []
     kept: list[str] = []

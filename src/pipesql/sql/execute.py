@@ -32,6 +32,7 @@ _MAX_VALUE_BYTES = 64 * 1024 * 1024
 # and blobs by length, numbers and NULL 8 bytes). Spider and BIRD gold results at 100,000 rows stay far below.
 MAX_RESULT_BYTES = 256 * 1024 * 1024
 _NUMBER_BYTES = 8
+_MIN_VALUE_LIMIT = 1024 * 1024
 
 # Pragmas that only describe the schema. Their argument names a table or index, never a setting,
 # so they are allowed with one; every other pragma (journal_mode, writable_schema, ...) is denied.
@@ -101,7 +102,8 @@ def execute_safely(
     try:
         conn.execute("PRAGMA query_only = ON")
         # No one value may exceed the result's own budget either: SQLite refuses to build it.
-        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(1, min(_MAX_VALUE_BYTES, max_bytes)))
+        # (The limit also bounds the statement and the sorter's records: never below a floor.)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, min(_MAX_VALUE_BYTES, max(_MIN_VALUE_LIMIT, max_bytes)))
         conn.set_authorizer(_authorize)
         conn.set_progress_handler(lambda: time.monotonic() > deadline, _VM_STEPS_PER_CHECK)
         conn.text_factory = _decode_text
@@ -109,7 +111,7 @@ def execute_safely(
         if cursor.description is None:
             raise ExecutionError("not a query: the statement returns no columns", "exec_error")
         columns = tuple(d[0] for d in cursor.description)
-        rows = _fetch(cursor, max_rows + 1, max_bytes)
+        rows, truncated = _fetch(cursor, max_rows, max_bytes)
     except sqlite3.Error as e:
         if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT:
             raise ExecutionError(f"timed out after {timeout_s:g} s", "timeout") from e
@@ -118,18 +120,17 @@ def execute_safely(
         raise ExecutionError(f"SQL is not valid Unicode: {e}", "exec_error") from e
     finally:
         conn.close()
-    return QueryResult(
-        columns=columns,
-        rows=tuple(rows[:max_rows]),
-        truncated=len(rows) > max_rows,
-    )
+    return QueryResult(columns=columns, rows=tuple(rows), truncated=truncated)
 
 
-def _fetch(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int) -> list[tuple[Any, ...]]:
-    """Up to max_rows rows, one at a time, so the budget is checked before the next row is read."""
+def _fetch(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int) -> tuple[list[tuple[Any, ...]], bool]:
+    """Up to max_rows rows and whether more followed, read one at a time so that the byte budget
+    is checked before the next row is read."""
     rows: list[tuple[Any, ...]] = []
     used = 0
     for row in cursor:
+        if len(rows) == max_rows:
+            return rows, True
         used += sum(_NUMBER_BYTES if v is None or type(v) in (int, float) else len(v) for v in row)
         if used > max_bytes:
             raise ExecutionError(
@@ -137,9 +138,7 @@ def _fetch(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int) -> list[tuple[
                 " fewer or smaller values", "exec_error",
             )
         rows.append(row)
-        if len(rows) == max_rows:
-            break
-    return rows
+    return rows, False
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, db: str | None,
