@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("raw_dir", type=Path, help="the databases")
     parser.add_argument("--predictions", type=Path, required=True, help="one JSON row per test query")
     parser.add_argument("--plots", type=Path, required=True, help="directory of dvc plot files")
+    parser.add_argument("--traces", type=Path, help="agent protocol: one JSON conversation per test query")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     params = load_section("eval", EvalParams, args.params)
@@ -37,7 +38,7 @@ def main() -> None:
     from pipesql.evaluation.run import evaluate  # torch: imported once the params are known good
 
     result = evaluate(params, tokenize_params, args.base_dir, args.adapter_dir, args.samples_dir, args.raw_dir)
-    result.write(args.predictions, args.plots)
+    result.write(args.predictions, args.plots, args.traces)
     write_metrics("eval", result.metrics)
     m = result.metrics
     if params.print_examples:
@@ -46,6 +47,8 @@ def main() -> None:
           f" exact match {m['exact_match']:.2%}, valid {m['valid_rate']:.2%}, lowered {m['lowered_rate']:.2%};"
           f" errors {m['errors']}; teacher-forced loss {m['loss']}, token accuracy {m['token_accuracy']};"
           f" {m['generation']['queries_per_s']} queries/s")
+    if "agent" in m:
+        print(f"agent: {m['agent']}")
 
 
 if __name__ == "__main__":

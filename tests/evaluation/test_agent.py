@@ -9,11 +9,15 @@ what it wrote, in the format it was trained on.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from evaluation.tinyrun import TinyProject
@@ -26,6 +30,7 @@ from pipesql.params.tokenize import TokenizeParams
 from pipesql.prompts import TOOLS, format_query, tool_messages
 from pipesql.samples.conversations import tool_sample
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = chatml_template()
 PARAMS = TokenizeParams.model_validate({"schema": {"format": "compact"}, "tool_max_rows": 2})
 Q = "FROM singer |> WHERE country = 'France' |> SELECT name"
@@ -278,3 +283,33 @@ def test_the_real_generator_renders_the_tools_and_caches_their_system_turn(
     text = tokenizer.apply_chat_template(traces[0].messages[:2], tools=TOOLS, tokenize=False)
     assert '"name": "execute_pipe_sql"' in text
     assert generator.cached_prefixes == 1
+
+
+@pytest.mark.slow
+def test_the_eval_stage_with_the_agent_protocol(project: TinyProject, random_lora: Path, tmp_path: Path) -> None:
+    """`python -m stages.eval --traces` with eval.protocol agent: a trace per test query, the tool
+    figures beside the accuracies (whatever a random model does with the tools)."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["tokenize"] = project.tokenize_params.model_dump(mode="json", by_alias=True)
+    params["eval"] |= {"protocol": "agent", "agent": {"max_turns": 2, "max_new_tokens_turn": 16, "rows_shown": None}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    # this checkout's source first, whichever one the environment installed; one thread: see tinyrun
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "src")]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.eval", str(project.base), str(random_lora), str(project.samples),
+         str(project.raw), "--predictions", "data/eval/predictions.jsonl", "--plots", "metrics/eval_plots",
+         "--traces", "data/eval/traces.jsonl"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics" / "eval.json").read_text())
+    assert metrics["protocol"] == "agent" and metrics["examples"] == 4
+    assert set(metrics["agent"]) >= {"tool_calls_per_query", "tool_calls_per_query_by_tool", "invalid_calls",
+                                     "hit_turn_limit", "answered_by_execute_share"}
+    assert sum(metrics["agent"]["answer_sources"].values()) == 4
+    traces = [json.loads(line) for line in (tmp_path / "data" / "eval" / "traces.jsonl").read_text().splitlines()]
+    predictions = [json.loads(line) for line in (tmp_path / "data" / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert [t["id"] for t in traces] == [p["id"] for p in predictions]
+    assert [t["answer"] for t in traces] == [p["prediction"] for p in predictions]
+    assert all(1 <= t["turns"] <= 2 and t["messages"][0]["role"] == "system" for t in traces)
+    assert "agent: {" in proc.stdout
