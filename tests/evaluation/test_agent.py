@@ -18,11 +18,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from evaluation.tinyrun import TinyProject
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from evaluation.tinyrun import TinyProject
 from pipesql.basemodel.chat_template import chatml_template
-from pipesql.evaluation.agent import AgentTask, CallRecord, run_agent, tool_metrics, tool_params
+from pipesql.evaluation.agent import (
+    AgentTask,
+    CallRecord,
+    run_agent,
+    tool_metrics,
+    tool_params,
+)
 from pipesql.evaluation.generate import HFGenerator, Messages
 from pipesql.models import load_model
 from pipesql.params.eval import AgentParams, EvalParams, GenerationParams
@@ -225,8 +231,8 @@ HOSTILE = [
     (("describe_table", {"table": "singer; DROP TABLE singer"}), "error: no such table: singer; DROP TABLE singer"),
     (("sample_rows", {"table": 'singer" UNION SELECT sql, 1, 1 FROM sqlite_master --'}), "error: no such table"),
     (("sample_rows", {"table": "sqlite_master"}), "error: no such table: sqlite_master"),
-    (("sample_rows", {"table": "singer", "limit": 10**12}), "singer_id | name | country\n1 | Anna | France\n"
-                                                          "2 | Ben | Japan\n(2 rows)"),  # clamped: tool_max_rows
+    (("sample_rows", {"table": "singer", "limit": 10**12}),  # clamped to tool_max_rows
+     "singer_id | name | country\n1 | Anna | France\n2 | Ben | Japan\n(2 rows)"),
     (("sample_rows", {"table": "singer", "limit": -5}), "singer_id | name | country\n1 | Anna | France\n(1 row)"),
     (("sample_rows", {"table": "singer", "limit": True}), "error: sample_rows: 'limit' must be an integer"),
     (("execute_pipe_sql", {"query": "DELETE FROM singer"}), "error: "),
@@ -299,7 +305,7 @@ def test_the_eval_stage_with_the_agent_protocol(project: TinyProject, random_lor
         [sys.executable, "-m", "stages.eval", str(project.base), str(random_lora), str(project.samples),
          str(project.raw), "--predictions", "data/eval/predictions.jsonl", "--plots", "metrics/eval_plots",
          "--traces", "data/eval/traces.jsonl"],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics" / "eval.json").read_text())
