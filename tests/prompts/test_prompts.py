@@ -203,6 +203,13 @@ def test_tools_run_on_the_database(db: Path) -> None:
     assert expected == "Home Town | n\nLyon | 2\nLima | 1\n(2 rows)"
 
 
+def test_describe_table_shows_ddl_when_prompts_carry_no_schema(db: Path) -> None:
+    none = TokenizeParams.model_validate({"schema": {"format": "none", "example_values": 0}})
+    assert run_tool(db, "describe_table", {"table": "country"}, none) == (
+        'CREATE TABLE country (\n  country_id INTEGER PRIMARY KEY,\n  name TEXT,\n  "order" INT\n);'
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "args", "error"),
     [

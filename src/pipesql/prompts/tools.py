@@ -18,7 +18,7 @@ from typing import Any
 
 from pipesql.io import DataError
 from pipesql.params.tokenize import TokenizeParams
-from pipesql.prompts.schema import RENDERERS, list_tables, quoted, read_table, sql_name
+from pipesql.prompts.schema import RENDERERS, list_tables, quoted, read_table, render_table, sql_name
 from pipesql.sql.execute import ExecutionError, QueryResult, execute_safely
 from pipesql.sql.lower import lower_to_sqlite
 
@@ -182,7 +182,8 @@ def run_tool(db_path: Path, name: str, arguments: dict[str, Any], params: Tokeni
             return "\n".join(sql_name(t) for t in list_tables(db_path, params))
         if name == "describe_table":
             table = _find_table(db_path, arguments["table"], params)
-            render = RENDERERS[params.schema_.format]
+            # With no schema in the prompts (format none) the tool is how the model sees one: DDL.
+            render = RENDERERS.get(params.schema_.format, render_table)
             return render(read_table(db_path, table, params), params.schema_.example_values, None)
         if name == "sample_rows":
             table = _find_table(db_path, arguments["table"], params)
