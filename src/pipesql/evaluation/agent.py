@@ -124,13 +124,13 @@ def run_agent(
     tasks: Sequence[AgentTask],
     generate: Generate,
     params: AgentParams,
-    tool_params: TokenizeParams,
+    tool_settings: TokenizeParams,
     on_call: OnCall | None = None,
     progress: bool = True,
 ) -> list[Trace]:
     """Up to params.max_turns replies per task; every open conversation is asked each turn.
 
-    `tool_params` shape the tools' results as they shaped the tool samples' (the prompt
+    `tool_settings` shape the tools' results as they shaped the tool samples' (the prompt
     contract's tokenize settings); the calls of the last turn still run, so a query executed
     then is the answer of a conversation cut by the turn limit.
     """
@@ -145,9 +145,10 @@ def run_agent(
             for i, reply in zip(active, replies, strict=True):
                 trace = traces[i]
                 trace.turns = turn + 1
-                final, records = _step(trace, reply, turn, tool_params)
-                for record in records if on_call else ():
-                    on_call(i, record)
+                final, records = _step(trace, reply, turn, tool_settings)
+                if on_call:
+                    for record in records:
+                        on_call(i, record)
                 if final:
                     bar.update()
                 else:

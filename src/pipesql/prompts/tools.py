@@ -18,7 +18,14 @@ from typing import Any
 
 from pipesql.io import DataError
 from pipesql.params.tokenize import TokenizeParams
-from pipesql.prompts.schema import RENDERERS, list_tables, quoted, read_table, render_table, sql_name
+from pipesql.prompts.schema import (
+    RENDERERS,
+    list_tables,
+    quoted,
+    read_table,
+    render_table,
+    sql_name,
+)
 from pipesql.sql.execute import ExecutionError, QueryResult, execute_safely
 from pipesql.sql.lower import lower_to_sqlite
 
