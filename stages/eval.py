@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("raw_dir", type=Path, help="the databases")
     parser.add_argument("--predictions", type=Path, required=True, help="one JSON row per test query")
     parser.add_argument("--plots", type=Path, required=True, help="directory of dvc plot files")
+    parser.add_argument("--traces", type=Path, help="agent protocol: one JSON conversation per test query")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
     params = load_section("eval", EvalParams, args.params)
@@ -37,7 +38,7 @@ def main() -> None:
     from pipesql.evaluation.run import evaluate  # torch: imported once the params are known good
 
     result = evaluate(params, tokenize_params, args.base_dir, args.adapter_dir, args.samples_dir, args.raw_dir)
-    result.write(args.predictions, args.plots)
+    result.write(args.predictions, args.plots, args.traces)
     write_metrics("eval", result.metrics)
     m = result.metrics
     if params.print_examples:
@@ -54,6 +55,9 @@ def main() -> None:
         print(f"self-consistency, {sc['num_samples']} samples: execution accuracy {sc['execution_accuracy']:.2%}"
               f" (Spider {sc['execution_accuracy_spider']:.2%}, BIRD {sc['execution_accuracy_bird']:.2%})"
               f" in {sc['seconds']} s, against {sc['main_seconds']} s for one answer each")
+    if "agent" in m:
+        print(f"agent: {m['agent']}")
+
 
 if __name__ == "__main__":
     run_stage(main)

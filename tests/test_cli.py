@@ -143,3 +143,52 @@ def test_predict_names_a_model_without_its_prompt_contract(project: TinyProject,
     code, _, err = _predict(capsys, "--model", project.base, "--db", database_path(project.raw, "zoo"), "How many?")
     assert code == 2
     assert f"error: {project.base}: no prompt.json, so how its prompts were built is unknown" in err
+
+
+AGENT_SCRIPT = [
+    '<tool_call>\n{"name": "list_tables", "arguments": {}}\n</tool_call>',
+    '<tool_call>\n{"name": "describe_table", "arguments": {"table": "singer"}}\n</tool_call>',
+    ('<tool_call>\n{"name": "execute_pipe_sql", "arguments": {"query": "FROM singer |> WHERE country = \'France\''
+     ' |> SELECT name"}}\n</tool_call>'),
+    "```sql\nFROM singer\n|> WHERE country = 'France'\n|> SELECT name\n```",
+]
+
+
+def test_predict_agent_prints_each_call_then_the_answer(
+    project: TinyProject, random_lora: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A scripted model (the tiny one is not trained to call tools): the calls, then the answer's
+    pipe SQL, its lowering and its rows, as without --agent."""
+    seen: list[list[dict]] = []
+
+    def scripted(self: HFGenerator, prompts: list[list[dict]], max_new_tokens: int) -> list[str]:
+        assert self.tools is not None and max_new_tokens == EvalParams().agent.max_new_tokens_turn
+        seen.extend(prompts)
+        return [AGENT_SCRIPT[sum(m["role"] == "assistant" for m in p)] for p in prompts]
+
+    monkeypatch.setattr(HFGenerator, "__call__", scripted)
+    db = database_path(project.raw, "concert")
+    code, out, err = _predict(capsys, "--agent", "--adapter", random_lora, "--db", db, QUESTION)
+    assert code == 0, err
+    trace, answer = out.split("-- answer from ")
+    assert trace == (
+        "-- turn 1: list_tables {}\n   singer\n   concert\n"
+        '-- turn 2: describe_table {"table": "singer"}\n'
+        "   singer(singer_id PK, name, country, age)\n"
+        "-- turn 3: execute_pipe_sql {\"query\": \"FROM singer |> WHERE country = 'France' |> SELECT name\"}\n"
+        "   name\n   Anna\n   Chloe\n   (2 rows)\n"
+    )
+    assert answer == "its last successful execute_pipe_sql (4 turns)\n" + ANSWER.replace(
+        "FROM singer\n|> WHERE country = 'France'\n|> SELECT name", "FROM singer |> WHERE country = 'France' |> SELECT name"
+    )
+    assert len(seen) == 4 and seen[0][1]["content"] == f"Question: {QUESTION}"
+
+
+def test_predict_agent_with_a_real_model_runs_to_an_answer(project: TinyProject, random_lora: Path, capsys) -> None:
+    """Whatever a model untrained on tools writes, predict --agent ends, saying where its answer came from."""
+    params = {"eval": {"agent": {"max_turns": 2, "max_new_tokens_turn": 12}}}
+    (project.root / "agent_params.yaml").write_text(yaml.safe_dump(params))
+    code, out, err = _predict(capsys, "--agent", "--adapter", random_lora, "--params", project.root / "agent_params.yaml",
+                              "--db", database_path(project.raw, "zoo"), "How many animals?")
+    assert code in (0, 1), err
+    assert "-- answer from " in out and "\n-- pipe SQL\n" in out

@@ -2,13 +2,16 @@
 
     pipesql predict --model models/merged --db path/to.sqlite "How many singers are there?"
     pipesql predict --adapter models/adapter --db path/to.sqlite "How many singers are there?"
+    pipesql predict --agent --model models/merged --db path/to.sqlite "How many singers are there?"
     pipesql recipe show qwen-coder-1.5b-spider
     pipesql recipe run qwen-coder-1.5b-spider -S download.model.revision=<hash> -S download.data.path=/data/spider
 
 predict builds its prompt from the prompt contract inside the model directory (the adapter's,
 else the merged model's) with eval's own generation loop and safe execution, so it needs no
 params.yaml and its answer is the one eval would have scored; decoding follows eval's defaults,
-or `--params` (its eval section) and the flags. With --adapter and no --model, the base is the one
+or `--params` (its eval section) and the flags. With --agent the model calls the tools it was
+trained on (eval's agent protocol, within eval.agent's budgets) and each call is printed as it
+runs; its answer is then lowered and run as any other. With --adapter and no --model, the base is the one
 the adapter names. A recipe (configs/recipes/<name>.yaml) runs as `dvc exp run` with one `-S`
 per resolved key, so the experiment's params are exactly what `recipe show` prints.
 """
@@ -22,11 +25,16 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipesql.io import DataError
 from pipesql.params import recipes
 from pipesql.params.base import ParamsError, load_section
 from pipesql.params.eval import EvalParams
+from pipesql.params.tokenize import TokenizeParams
+
+if TYPE_CHECKING:  # torch: imported by predict only once its arguments are known good
+    from pipesql.evaluation.generate import Generate, Generation
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     predict.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], help="overrides eval.dtype")
     predict.add_argument("--num-beams", type=int, help="overrides eval.generation.num_beams")
     predict.add_argument("--rows", type=int, default=20, help="result rows to print")
+    predict.add_argument("--agent", action="store_true",
+                         help="let the model call its tools (list_tables, ..., execute_pipe_sql) before answering")
 
     recipe = commands.add_parser("recipe", help="show or run a recipe of configs/recipes/")
     actions = recipe.add_subparsers(dest="action", required=True)
@@ -105,27 +115,37 @@ def _predict(args: argparse.Namespace) -> int:
     if not args.db.is_file():
         raise DataError(f"{args.db}: no such database file")
 
-    from pipesql.evaluation.generate import HFGenerator, Task, generate_full, generate_incremental
+    from pipesql.evaluation.generate import (
+        HFGenerator,
+        Task,
+        generate_full,
+        generate_incremental,
+    )
     from pipesql.evaluation.run import resolve_protocol
     from pipesql.evaluation.score import check_pipe_sql
     from pipesql.models import load_model, prompt_contract, resolve_dtype
-    from pipesql.prompts import format_result, schema_text
+    from pipesql.prompts import TOOLS, format_result, schema_text
     from pipesql.sql.execute import ExecutionError, execute_safely
     from pipesql.sql.lower import LoweringError, lower_to_sqlite
 
     tokenize_params = prompt_contract(model_dir, args.adapter).tokenize_params()
     model, tokenizer = load_model(model_dir, args.adapter, resolve_dtype(eval_params.dtype))
-    task = Task(args.question, schema_text(args.db, tokenize_params, tokenizer), args.evidence)
-    generate = HFGenerator(model, tokenizer, eval_params.generation, progress=False)
     settings = eval_params.generation
-    if resolve_protocol(eval_params.protocol, tokenize_params.mode) == "full":
-        (generation,) = generate_full([task], generate, settings.max_new_tokens_full)
+    if args.agent:
+        generation = _agent_answer(args, eval_params, tokenize_params, HFGenerator(
+            model, tokenizer, settings, progress=False, tools=TOOLS
+        ))
     else:
-        (generation,) = generate_incremental(
-            [task], generate, settings.max_steps, settings.max_new_tokens_step, progress=False
-        )
+        task = Task(args.question, schema_text(args.db, tokenize_params, tokenizer), args.evidence)
+        generate = HFGenerator(model, tokenizer, settings, progress=False)
+        if resolve_protocol(eval_params.protocol, tokenize_params.mode) == "full":
+            (generation,) = generate_full([task], generate, settings.max_new_tokens_full)
+        else:
+            (generation,) = generate_incremental(
+                [task], generate, settings.max_steps, settings.max_new_tokens_step, progress=False
+            )
     print(f"-- pipe SQL\n{generation.query}")
-    if not generation.finished:
+    if not generation.finished and not args.agent:
         print(f"-- (cut off after {generation.steps} generation steps)")
     try:
         check_pipe_sql(generation.query)
@@ -138,6 +158,34 @@ def _predict(args: argparse.Namespace) -> int:
         return 1
     print(f"-- result\n{format_result(result, args.rows)}")
     return 0
+
+
+def _agent_answer(
+    args: argparse.Namespace, eval_params: EvalParams, tokenize_params: TokenizeParams, generate: Generate
+) -> Generation:
+    """The agent loop on one question, each tool call and its result (shortened) printed as it runs."""
+    from pipesql.evaluation.agent import (
+        AgentTask,
+        CallRecord,
+        describe_call,
+        run_agent,
+        shorten,
+        tool_params,
+    )
+
+    def show(_: int, call: CallRecord) -> None:
+        result = shorten(call.result).replace("\n", "\n   ")
+        print(f"-- turn {call.turn + 1}: {describe_call(call)}\n   {result}", flush=True)
+
+    task = AgentTask(args.question, args.db, args.evidence)
+    (trace,) = run_agent(
+        [task], generate, eval_params.agent, tool_params(tokenize_params, eval_params), on_call=show, progress=False
+    )
+    where = {"execute_pipe_sql": "its last successful execute_pipe_sql", "final_message": "its final message",
+             "none": "nowhere: no final message and no successful execute_pipe_sql"}[trace.source]
+    limit = f", turn limit {eval_params.agent.max_turns} reached" if trace.hit_turn_limit else ""
+    print(f"-- answer from {where} ({trace.turns} turn{'' if trace.turns == 1 else 's'}{limit})")
+    return trace.generation()
 
 
 def _eval_params(args: argparse.Namespace) -> EvalParams:

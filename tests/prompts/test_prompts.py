@@ -13,11 +13,14 @@ from pipesql.params.tokenize import TokenizeParams
 from pipesql.prompts import (
     END_MARKER,
     TOOLS,
+    ToolCall,
+    check_arguments,
     format_result,
     full_answer,
     full_messages,
     parse_full_answer,
     parse_step_answer,
+    parse_tool_reply,
     run_tool,
     schema_text,
     step_answer,
@@ -200,6 +203,13 @@ def test_tools_run_on_the_database(db: Path) -> None:
     assert expected == "Home Town | n\nLyon | 2\nLima | 1\n(2 rows)"
 
 
+def test_describe_table_shows_ddl_when_prompts_carry_no_schema(db: Path) -> None:
+    none = TokenizeParams.model_validate({"schema": {"format": "none", "example_values": 0}})
+    assert run_tool(db, "describe_table", {"table": "country"}, none) == (
+        'CREATE TABLE country (\n  country_id INTEGER PRIMARY KEY,\n  name TEXT,\n  "order" INT\n);'
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "args", "error"),
     [
@@ -216,6 +226,53 @@ def test_tool_failures_are_reported_not_raised(db: Path, name: str, args: dict, 
 def test_format_result_counts_rows_beyond_those_shown(db: Path) -> None:
     result = execute_safely(db, "SELECT name FROM country ORDER BY country_id", max_rows=2)
     assert format_result(result, 1) == "name\nFrance\n(more than 2 rows, first 1 shown)"
+
+
+CALL = '<tool_call>\n{"name": "describe_table", "arguments": {"table": "t"}}\n</tool_call>'
+# (reply, content, calls, malformed reasons (prefixes))
+TOOL_REPLIES = [
+    ("```sql\nFROM t\n```", "```sql\nFROM t\n```", [], []),
+    (CALL, "", [ToolCall("describe_table", {"table": "t"})], []),
+    ("Let me look.\n" + CALL + "\n" + CALL.replace('"t"', '"u"'), "Let me look.",
+     [ToolCall("describe_table", {"table": "t"}), ToolCall("describe_table", {"table": "u"})], []),
+    ('<tool_call>{"name": "list_tables", "arguments": "{}"}</tool_call>', "", [ToolCall("list_tables", {})], []),
+    ('<tool_call>{"name": "list_tables"}</tool_call>', "", [ToolCall("list_tables", {})], []),
+    ("<tool_call>{oops}</tool_call>", "<tool_call>{oops}</tool_call>", [], ["the call is not JSON"]),
+    ('<tool_call>["list_tables"]</tool_call>', '<tool_call>["list_tables"]</tool_call>', [],
+     ['the call is not a JSON object with a "name"']),
+    ('<tool_call>{"name": "x", "arguments": [1]}</tool_call>', '<tool_call>{"name": "x", "arguments": [1]}</tool_call>',
+     [], ['"arguments" is not a JSON object']),
+    (CALL + '\n<tool_call>{"name": "list_tables"', '<tool_call>{"name": "list_tables"',
+     [ToolCall("describe_table", {"table": "t"})], ["the <tool_call> block is not closed"]),
+]
+
+
+@pytest.mark.parametrize(("reply", "content", "calls", "malformed"), TOOL_REPLIES)
+def test_parse_tool_reply(reply: str, content: str, calls: list, malformed: list) -> None:
+    parsed = parse_tool_reply(reply)
+    assert (parsed.content, list(parsed.calls)) == (content, calls)
+    assert len(parsed.malformed) == len(malformed)
+    assert all(reason.startswith(m) for reason, m in zip(parsed.malformed, malformed, strict=True))
+    assert parsed.is_final == (not calls and not malformed)
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "problem"),
+    [
+        ("list_tables", {}, None),
+        ("list_tables", {"table": "t"}, "list_tables takes no argument 'table'"),
+        ("sample_rows", {"table": "t"}, None),
+        ("sample_rows", {"limit": 2}, "sample_rows needs 'table'"),
+        ("sample_rows", {"table": "t", "limit": 2.5}, "sample_rows: 'limit' must be an integer, not 2.5"),
+        ("sample_rows", {"table": "t", "limit": False}, "sample_rows: 'limit' must be an integer, not False"),
+        ("describe_table", {"table": None}, "describe_table: 'table' must be a string, not None"),
+        ("execute_pipe_sql", {"query": "FROM t"}, None),
+    ],
+)
+def test_check_arguments(name: str, arguments: dict, problem: str | None) -> None:
+    assert check_arguments(name, arguments) == problem
+    if problem:
+        assert run_tool(Path("unused.sqlite"), name, arguments, params()) == f"error: {problem}"
 
 
 def test_tool_definitions_name_the_four_tools() -> None:

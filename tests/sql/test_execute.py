@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import sqlite3
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from pipesql.sql.execute import ExecutionError, QueryResult, execute_safely
+from pipesql.sql.execute import MAX_RESULT_BYTES, ExecutionError, QueryResult, execute_safely
 
 TIMEOUT_S = 0.5
 MARGIN_S = 0.25  # scheduling slack on a busy 2-core machine; SQLite itself stops within ~1 ms
@@ -90,6 +92,46 @@ def test_max_rows_truncates(db_path: Path) -> None:
     assert (len(cut.rows), cut.truncated) == (10, True)
     whole = execute_safely(db_path, "SELECT id FROM a", max_rows=2000)
     assert (len(whole.rows), whole.truncated) == (2000, False)
+
+
+# (sql, max_bytes, error or None): text and blobs count their length, numbers and NULL 8 bytes
+BYTE_CAP = [
+    ("SELECT v FROM a ORDER BY id LIMIT 3", 6, None),                    # 'x0' 'x1' 'x2': 6 bytes
+    ("SELECT v FROM a ORDER BY id LIMIT 3", 5, "more than 5 bytes (at row 3)"),
+    ("SELECT id, NULL FROM a ORDER BY id LIMIT 2", 32, None),
+    ("SELECT id, NULL FROM a ORDER BY id LIMIT 2", 31, "more than 31 bytes (at row 2)"),
+    ("SELECT zeroblob(11)", 10, "more than 10 bytes (at row 1)"),
+    ("SELECT zeroblob(20000000)", 16_000_000, "string or blob too big"),  # SQLite will not build it
+    ("SELECT v FROM a", 10**9, None),
+]
+
+
+@pytest.mark.parametrize(("sql", "max_bytes", "error"), BYTE_CAP)
+def test_a_result_over_its_byte_cap_is_an_error(db_path: Path, sql: str, max_bytes: int, error: str | None) -> None:
+    if error is None:
+        assert execute_safely(db_path, sql, max_bytes=max_bytes).rows
+        return
+    with pytest.raises(ExecutionError, match=re.escape(error)) as info:
+        execute_safely(db_path, sql, max_bytes=max_bytes)
+    assert info.value.category == "exec_error"
+
+
+def test_rows_cut_by_max_rows_do_not_count_against_the_bytes(db_path: Path) -> None:
+    result = execute_safely(db_path, "SELECT v FROM a ORDER BY id", max_rows=2, max_bytes=4)
+    assert (result.rows, result.truncated) == ((("x0",), ("x1",)), True)
+
+
+def test_huge_values_on_every_row_stop_at_the_default_cap_not_out_of_memory(db_path: Path) -> None:
+    """2,000 rows of 30 MB (60 GB) within the deadline: stopped after the cap's worth of rows."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ExecutionError, match="bytes") as info:
+            execute_safely(db_path, "SELECT zeroblob(30000000) FROM a", timeout_s=60)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.category == "exec_error"
+    assert peak < MAX_RESULT_BYTES + 2 * 30_000_000
 
 
 def test_non_utf8_text_decodes(db_path: Path) -> None:

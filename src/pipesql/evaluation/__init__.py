@@ -2,6 +2,7 @@
 
     model           load a base model with or without its adapter; check that they fit
     generate        batched generation, incremental (operator by operator) or full
+    agent           the tool loop: the model calls its tools, then answers (traces, tool figures)
     score           one prediction against its gold: validity, lowering, execution, exact match
     metrics         rates overall, by difficulty and by number of operators; plot rows
     teacher_forced  loss, perplexity and token accuracy on the test samples

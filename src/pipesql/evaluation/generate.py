@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -45,7 +46,7 @@ from pipesql.params.eval import GenerationParams
 from pipesql.prompts import format_query, full_messages, parse_full_answer, parse_step_answer, step_messages
 from pipesql.sql.pipe import operator_name
 
-Messages = list[dict[str, str]]
+Messages = list[dict[str, Any]]  # chat messages; a tool conversation's carry tool_calls
 # A batch of prompts and a token budget -> one reply per prompt, in order.
 Generate = Callable[[Sequence[Messages], int], list[str]]
 
@@ -163,8 +164,10 @@ class HFGenerator:
         tokenizer: PreTrainedTokenizerBase,
         params: GenerationParams,
         progress: bool = True,
+        tools: list[dict[str, Any]] | None = None,
     ) -> None:
         self.model, self.tokenizer, self.params, self.progress = model, tokenizer, params, progress
+        self.tools = tools  # rendered into every prompt's system turn, as tool samples were trained
         self.device = next(model.parameters()).device
         self.full_context = _attends_to_full_context(model)
         self.prefix_cache = params.prefix_cache and self.full_context
@@ -216,11 +219,13 @@ class HFGenerator:
         The prompt is tokenized whole, as training tokenized it; the system turn is served from
         the cache only where its own tokens are exactly the prompt's first ones.
         """
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = self.tokenizer.apply_chat_template(
+            messages, tools=self.tools, tokenize=False, add_generation_prompt=True
+        )
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if not self.prefix_cache:
             return ids, 0
-        system = self.tokenizer.apply_chat_template(messages[:1], tokenize=False)
+        system = self.tokenizer.apply_chat_template(messages[:1], tools=self.tools, tokenize=False)
         if not text.startswith(system):
             return ids, 0
         if system not in self._system_ids:

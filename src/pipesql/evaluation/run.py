@@ -24,6 +24,7 @@ from typing import Any, Literal
 from datasets import load_from_disk
 from tqdm import tqdm
 
+from pipesql.evaluation.agent import AgentTask, run_agent, tool_metrics, tool_params
 from pipesql.evaluation.consistency import Vote, vote
 from pipesql.evaluation.generate import (
     Generate,
@@ -49,13 +50,13 @@ from pipesql.io import DataError, atomic_path, read_jsonl, write_jsonl
 from pipesql.models import load_model, resolve_dtype
 from pipesql.params.eval import EvalParams, GenerationParams
 from pipesql.params.tokenize import TokenizeParams
-from pipesql.prompts import schema_text
+from pipesql.prompts import TOOLS, schema_text
 from pipesql.samples import TEST_PAIRS_FILE
 from pipesql.sources.raw import database_path
 from pipesql.sql.pipe import split_operators
 from pipesql.stratified import stratified_sample
 
-Protocol = Literal["incremental", "full"]
+Protocol = Literal["incremental", "full", "agent"]
 PLOTS = {"execution_accuracy_by_difficulty": "difficulty", "execution_accuracy_by_num_ops": "num_ops"}
 
 
@@ -80,10 +81,13 @@ class EvalResult:
     predictions: list[dict[str, Any]]     # one row per example, for predictions.jsonl
     metrics: dict[str, Any]               # metrics/eval.json
     plots: dict[str, list[dict[str, Any]]]  # plot file stem -> its rows
+    traces: list[dict[str, Any]] | None = None  # agent protocol: one conversation per example
 
-    def write(self, predictions_path: Path, plots_dir: Path) -> None:
-        """predictions.jsonl and the plot files, each replaced only once complete."""
+    def write(self, predictions_path: Path, plots_dir: Path, traces_path: Path | None = None) -> None:
+        """predictions.jsonl, the plot files and the agent's traces, each replaced only once complete."""
         write_jsonl(predictions_path, self.predictions)
+        if traces_path is not None and self.traces is not None:
+            write_jsonl(traces_path, self.traces)
         with atomic_path(Path(plots_dir)) as tmp:
             tmp.mkdir(parents=True)
             for name, rows in self.plots.items():
@@ -122,13 +126,22 @@ def evaluate(
     figures = teacher_forced(model, samples, params.teacher_forced_batch_size, pad_id, progress)
     db_paths = {ex.row["db_id"]: ex.db_path for ex in scored}
     schemas = {db_id: schema_text(path, tokenize_params, tokenizer) for db_id, path in db_paths.items()}
-    generator = HFGenerator(model, tokenizer, params.generation, progress)
+    # agent protocol: the tools in every prompt, and the tool loop instead of one reply
+    tools = TOOLS if protocol == "agent" else None
+    generator = HFGenerator(model, tokenizer, params.generation, progress, tools=tools)
     start = time.perf_counter()
-    generations = generate_queries(scored, schemas, generator, protocol, params.generation, progress)
+    if protocol == "agent":
+        traces = run_agent(
+            [AgentTask(ex.row["question"], ex.db_path, ex.row.get("evidence"), str(ex.row["id"])) for ex in scored],
+            generator, params.agent, tool_params(tokenize_params, params), progress=progress,
+        )
+        generations = [trace.generation() for trace in traces]
+    else:
+        generations = generate_queries(scored, schemas, generator, protocol, params.generation, progress)
     seconds = time.perf_counter() - start
     scores = score_examples(scored, generations, params, progress)
     consistency, cost = None, {}
-    if params.generation.num_samples > 1:
+    if params.generation.num_samples > 1 and protocol != "agent":
         # candidates are sampled whatever do_sample says, one sequence each (no beams)
         sampling = params.generation.model_copy(update={"do_sample": True, "num_beams": 1})
         start = time.perf_counter()
@@ -141,6 +154,9 @@ def evaluate(
     result = report(examples, generations, scores, protocol, consistency)
     if consistency is not None:
         result.metrics["self_consistency"] |= cost
+    if protocol == "agent":  # the tool figures beside the accuracies, and the traces
+        result.metrics["agent"] = tool_metrics(traces)
+        result.traces = [trace.row() for trace in traces]
     result.metrics |= {
         "loss": figures["loss"],
         "perplexity": figures["perplexity"],

@@ -31,10 +31,21 @@ from pipesql.prompts.schema import (
     render_table_compact,
     schema_text,
 )
-from pipesql.prompts.tools import TOOLS, format_result, run_tool
+from pipesql.prompts.tools import (
+    TOOLS,
+    ToolCall,
+    ToolReply,
+    call_message,
+    check_arguments,
+    format_result,
+    parse_tool_reply,
+    result_message,
+    run_tool,
+)
 
 __all__ = [
     "END_MARKER", "RENDERERS", "SCHEMA_HEADING", "SYSTEM_FULL", "SYSTEM_STEP", "SYSTEM_TOOLS", "TOOLS",
+    "ToolCall", "ToolReply", "call_message", "check_arguments", "parse_tool_reply", "result_message",
     "format_query", "format_result", "full_answer", "full_messages", "list_tables",
     "parse_full_answer", "parse_step_answer", "read_schema", "read_table", "render_table", "render_table_compact", "run_tool",
     "schema_text", "step_answer", "step_messages", "template_texts", "tool_messages",

@@ -19,10 +19,13 @@ from sqlglot.tokens import TokenType
 
 from pipesql.params.tokenize import TokenizeParams
 from pipesql.prompts import (
+    ToolCall,
+    call_message,
     format_query,
     full_answer,
     full_messages,
     list_tables,
+    result_message,
     run_tool,
     step_answer,
     step_messages,
@@ -80,21 +83,12 @@ def tool_sample(
     turns.append([("execute_pipe_sql", {"query": query})])
     messages: list[dict[str, Any]] = tool_messages(row["question"], row.get("evidence"))
     for calls in turns:
-        messages.append(
-            {
-                "role": "assistant",
-                "content": "",
-                "tool_calls": [
-                    {"type": "function", "function": {"name": name, "arguments": args}}
-                    for name, args in calls
-                ],
-            }
-        )
+        messages.append(call_message([ToolCall(name, args) for name, args in calls]))
         for name, args in calls:
             result = _run_tool(db_path, name, json.dumps(args, sort_keys=True), params)
             if result.startswith("error:"):
                 return None
-            messages.append({"role": "tool", "name": name, "content": result})
+            messages.append(result_message(name, result))
     reasoning = row.get("reasoning") if params.reasoning else None
     messages.append(_assistant(full_answer(ops, reasoning)))
     return Sample(messages, "tool", -1)
