@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from evaluation.tinyrun import DATABASES, TinyProject, one_thread
 from pipesql.cli import main
