@@ -11,7 +11,8 @@
   `LABELLED_ONLY_DEVICES` is where TRL's is used.
 - `group_by_length` batches samples of similar length (less padding) and then shuffles the
   batches, where transformers' own grouping visits each group of batches longest first: a run
-  of batches that all share a shape or a database.
+  of batches that all share a shape or a database. Measured as above (`--modes grouped random
+  --losses own`): random batches train at 0.67x the tokens/s of grouped ones.
 """
 
 from __future__ import annotations
