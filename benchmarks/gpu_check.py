@@ -228,10 +228,11 @@ def _pair(rng: random.Random, size: Size) -> tuple[str, str, list[str]]:
 
 
 def _sample(tokenizer: PreTrainedTokenizerFast, messages: list[dict[str, str]]) -> dict[str, Any]:
-    """The tokenize stage's contract: input_ids, labels (-100 outside the assistant's reply)."""
+    """The tokenize stage's columns that training reads: input_ids, labels (-100 outside the
+    assistant's reply), and the db_id and difficulty a dev sample is drawn by."""
     out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     labels = [t if m else -100 for t, m in zip(out["input_ids"], out["assistant_masks"], strict=True)]
-    return {"input_ids": out["input_ids"], "labels": labels}
+    return {"input_ids": out["input_ids"], "labels": labels, "db_id": "gpu_check", "difficulty": "unknown"}
 
 
 # ---------------------------------------------------------------- cases
@@ -319,7 +320,7 @@ def stage_case(size: Size, tiny: bool, out: Path, base: Path, samples: Path, con
 def generation_case(size: Size, base: Path, adapter: Path, tasks: list[Any]) -> dict[str, Any]:
     """Eval's batched generation (left padding, prefix cache, greedy) over base + adapter."""
     from pipesql.evaluation.generate import HFGenerator, generate_full
-    from pipesql.evaluation.model import load_model
+    from pipesql.models import load_model
     from pipesql.params.eval import GenerationParams
 
     dtype = "bf16" if torch.cuda.is_available() and size.vocab else "fp32"

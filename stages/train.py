@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pipesql.io import write_metrics
 from pipesql.params.base import load_section
 from pipesql.params.train import TrainParams
-from pipesql.prompts.contract import copy_contract, read_contract
+from pipesql.prompts.contract import read_contract
 from pipesql.stage import run_stage
 from pipesql.training.launch import CONFIG_DIR, ROLLBACK_EXIT, check_machine, is_launched, launch_command, supervise
 
@@ -66,7 +66,6 @@ def main(callbacks: Sequence[TrainerCallback] = ()) -> None:
     except TrainingDiverged as e:
         sys.exit(f"error: {e}")
     if PartialState().is_main_process:
-        copy_contract(args.samples_dir, args.out_dir)  # how its prompts were built travels with it
         write_metrics("train", metrics)
         print(f"step {metrics['steps']}: eval loss {metrics['eval_loss_first']:.3f} ->"
               f" {metrics['eval_loss']:.3f}, {metrics['tokens_per_s']} tokens/s,"

@@ -32,6 +32,7 @@ from trl import SFTTrainer
 from pipesql.io import DataError, atomic_path, write_json
 from pipesql.params.base import ParamsError, to_dict
 from pipesql.params.train import TrainParams
+from pipesql.prompts.contract import copy_contract
 from pipesql.stratified import stratified_sample
 from pipesql.training.callbacks import CompleteMarkers, DivergenceGuard, LivePlots, UploadCheckpoints, skipped_steps
 from pipesql.training.checkpoints import (
@@ -150,7 +151,7 @@ def train(
         "lr_scale": record.lr_scale,
         "trainer_args": json.loads(trainer.args.to_json_string()),
     }
-    save_adapter(trainer, Path(out_dir), resolved, state)
+    save_adapter(trainer, Path(out_dir), resolved, state, Path(samples_dir))
     return _metrics(trainer, record, resolved, resume_from, seconds, uploads, data_stats)
 
 
@@ -302,11 +303,14 @@ def _record_trip(
 # ---------------------------------------------------------------- output
 
 
-def save_adapter(trainer: SFTTrainer, out_dir: Path, resolved: dict[str, Any], state: PartialState) -> None:
+def save_adapter(
+    trainer: SFTTrainer, out_dir: Path, resolved: dict[str, Any], state: PartialState, samples_dir: Path
+) -> None:
     """Every process takes part (DeepSpeed gathers collectively); the main one writes and swaps.
 
     The Trainer writes adapter + tokenizer into a staging directory, which replaces out_dir only
-    once the resolved config is beside them.
+    once the resolved config and the samples' prompt contract (how its prompts were built, which
+    travels with the adapter) are beside them.
     """
     staging = out_dir.with_name(f".{out_dir.name}.staging")
     if state.is_main_process:
@@ -315,6 +319,7 @@ def save_adapter(trainer: SFTTrainer, out_dir: Path, resolved: dict[str, Any], s
     trainer.save_model(str(staging))
     if state.is_main_process:
         write_json(staging / CONFIG_FILE, resolved)
+        copy_contract(samples_dir, staging)
         with atomic_path(out_dir) as tmp:
             staging.rename(tmp)
     state.wait_for_everyone()
