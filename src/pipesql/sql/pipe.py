@@ -36,9 +36,12 @@ class PipeAggregate(exp.Expression):
 
 
 class PipeSelect(exp.Expression):
-    """`SELECT items`: the projection, which hides every column it does not list."""
+    """`SELECT [DISTINCT] items`: the projection, which hides every column it does not list.
 
-    arg_types = {"expressions": True}
+    DISTINCT is written here, not as a `|> DISTINCT` operator: Spark 4's pipe grammar has none.
+    """
+
+    arg_types = {"expressions": True, "distinct": False}
 
 
 class PipeExtend(exp.Expression):
@@ -197,9 +200,12 @@ class PipeSQL(SQLite):
             **SQLite.Generator.TRANSFORMS,
             PipeQuery: _pipe_query_sql,
             PipeAggregate: _aggregate_sql,
-            PipeSelect: lambda self, node: _items_sql(self, "SELECT", node),
+            PipeSelect: lambda self, node: _items_sql(
+                self, "SELECT DISTINCT" if node.args.get("distinct") else "SELECT", node
+            ),
             PipeExtend: lambda self, node: _items_sql(self, "EXTEND", node),
             PipeAs: lambda self, node: f"AS {self.sql(node, 'this')}",
             PipeLimit: _limit_sql,
+            exp.AnyValue: lambda self, node: self.func("ANY_VALUE", node.this),  # not SQLite's MAX
             PipeSetOperation: _set_operation_sql,
         }
