@@ -3,11 +3,14 @@
 SQLite types values, not columns: an INTEGER column may hold '12' or 3.5. An engine such as
 Spark needs one type per column, so each column gets the narrowest of long, double and string
 that holds every value it has (its declared type only breaks the tie for an all-NULL column), and
-values are converted to it. Text that is not UTF-8 is decoded with replacement, as
-`execute_safely` reads it.
+values are converted to it. An empty string among numbers is a missing value in Spider's data
+(one `''` in 3,665 `weather.cloud_cover` integers), read as NULL rather than turning the column
+into text. Text that is not UTF-8 is decoded with replacement, as `execute_safely` reads it.
 
     >>> column_type("INTEGER", [1, 2, None]), column_type("INT", [1, 2.5]), column_type("", ["a", 1])
     ('long', 'double', 'string')
+    >>> column_type("INTEGER", [1, "", 3])
+    'long'
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def read_tables(db_path: Path) -> list[Table]:
 
 def column_type(declared: str, values: Sequence[Any]) -> ColumnType:
     """The narrowest type holding every value; the declared type decides only when all are NULL."""
-    present = [v for v in values if v is not None]
+    present = [v for v in values if v is not None and not _is_blank(v)]
     if not present:
         upper = declared.upper()
         if "INT" in upper:
@@ -72,8 +75,14 @@ def column_type(declared: str, values: Sequence[Any]) -> ColumnType:
     return "string"
 
 
+def _is_blank(value: Any) -> bool:
+    return isinstance(value, str) and not value.strip()
+
+
 def _convert(value: Any, column: ColumnType) -> Any:
-    if value is None or column == "long":
+    if value is None or (column != "string" and _is_blank(value)):
+        return None
+    if column == "long":
         return value
     if column == "double":
         return float(value)
