@@ -264,7 +264,8 @@ def test_spider_train_coverage() -> None:
             continue
         executable += 1
         try:
-            pred = execute_safely(db_path, lower_to_sqlite(decompile(gold_sql)))
+            pipe_sql = decompile(gold_sql, schema=read_schema(db_path))
+            pred = execute_safely(db_path, lower_to_sqlite(pipe_sql))
             if results_match(gold, pred, ordered=is_ordered(gold_sql)):
                 kept += 1
                 continue

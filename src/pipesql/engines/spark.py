@@ -120,11 +120,11 @@ class SparkEngine:
         while len(self._loaded) > self._cached:
             self._loaded.popitem(last=False)
         for view in self._views:
-            self._session.catalog.dropTempView(view)
+            self._session.catalog.dropTempView(view)  # the bare name: it is not parsed
         self._views = []
         for name, frame in frames:
-            frame.createOrReplaceTempView(_quoted(name))
-            self._views.append(_quoted(name))
+            frame.createOrReplaceTempView(_quoted(name))  # parsed: quoted for odd names
+            self._views.append(name)
         self._current = db_path
 
     def _frame(self, table: Table) -> tuple[str, Any]:

@@ -193,7 +193,14 @@ def _set_operation_sql(self: SQLite.Generator, node: PipeSetOperation) -> str:
 
 
 class PipeSQL(SQLite):
-    """SQLite expressions inside GoogleSQL pipe operators; write-only (lower.py reads pipe SQL)."""
+    """SQLite expressions inside GoogleSQL pipe operators; write-only (lower.py reads pipe SQL).
+
+    Quoted identifiers take backticks, which SQLite, Spark and BigQuery all read as names:
+    `"city"` is a string to Spark and BigQuery.
+    """
+
+    class Tokenizer(SQLite.Tokenizer):
+        IDENTIFIERS = ["`", '"', ("[", "]")]  # the first is the one written
 
     class Generator(SQLite.Generator):
         TRANSFORMS = {
