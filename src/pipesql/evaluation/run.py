@@ -27,6 +27,7 @@ from pipesql.evaluation.generate import (
     generate_full,
     generate_incremental,
 )
+from pipesql.evaluation.engines import Prediction, engine_accuracy
 from pipesql.evaluation.metrics import errors, plot_rows, rates, rates_by
 from pipesql.evaluation.model import load_model, resolve_dtype
 from pipesql.evaluation.score import Gold, Score, gold_for, score_prediction
@@ -112,6 +113,13 @@ def evaluate(
     seconds = time.perf_counter() - start
     scores = score_examples(examples, generations, params, progress)
     result = report(examples, generations, scores, protocol)
+    if len(params.engines) > 1:  # eval.engines (issue 13): execution accuracy on real pipe engines
+        on_engines = [Prediction(ex.db_path, g.query, ex.gold.result, ex.gold.ordered)
+                      for ex, g in zip(examples, generations, strict=True)]
+        sqlite = {"sqlite": {"execution_accuracy": result.metrics["execution_accuracy"]}}
+        result.metrics["engines"] = sqlite | engine_accuracy(
+            on_engines, params.engines, timeout_s=params.timeout_s, max_rows=params.max_rows,
+            float_tol=params.float_tol, progress=progress)
     result.metrics |= {
         "loss": figures["loss"],
         "perplexity": figures["perplexity"],

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipesql.params.base import Strict
+from pipesql.params.golden_pairs import Engine, check_engines
 
 
 class GenerationParams(Strict):
@@ -35,3 +36,6 @@ class EvalParams(Strict):
     timeout_s: float = Field(5.0, gt=0)             # per query execution, gold and predicted alike
     max_rows: int = Field(100_000, gt=0)            # a result cut at this size never matches
     float_tol: float = Field(1e-6, ge=0)            # relative tolerance, as golden_pairs compares
+    engines: tuple[Engine, ...] = ("sqlite",)       # execution accuracy on each (spark: the extra)
+
+    _check_engines = field_validator("engines")(lambda cls, v: check_engines(v))
