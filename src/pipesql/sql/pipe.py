@@ -4,7 +4,7 @@ and the split of pipe SQL text into top-level operators (the unit a model emits 
 sqlglot has no AST for pipe syntax (its parser lowers `|>` to CTEs while parsing), so the pipe
 operators are a few nodes of our own; expressions inside them stay ordinary sqlglot nodes and print
 as SQLite prints them. Standard nodes serve where the operator reads like the clause it is
-(`exp.From`, `exp.Join`, `exp.Where`, `exp.Order`, `exp.Distinct`).
+(`exp.From`, `exp.Join`, `exp.Where`, `exp.Order`).
 
     >>> limit = PipeLimit(this=exp.Literal.number(1))
     >>> render(PipeQuery(expressions=[exp.From(this=exp.to_table("t")), limit]))
