@@ -4,7 +4,8 @@
     python -m benchmarks.portability --synthetic 6000 --engines sqlite spark
 
 Per engine: the share of pairs whose pipe SQL runs and returns the gold's SQLite rows (of all
-pairs whose gold runs on SQLite, and of those whose gold also runs on that engine), the failures
+pairs whose gold runs on SQLite, and of those whose gold also runs on that engine), the share
+whose pipe SQL returns the gold's rows on that same engine, the failures
 by category (Spark's error class) with one example each, and seconds per query. SQLite runs the
 lowered pipe SQL, as golden_pairs does; Spark runs the pipe SQL text itself and the gold too.
 Spider-train: `gold.tsv` (gold SQL <TAB> db_id) beside `database/<db_id>/<db_id>.sqlite`.
@@ -90,15 +91,15 @@ def portability(
 def _check(engine: str, pairs: list[tuple], timeout_s: float) -> dict[str, Any]:
     failures: Counter[str] = Counter()
     examples: dict[str, dict[str, str]] = {}
-    passed = gold_runs = passed_of_gold_runs = 0
+    passed = gold_runs = passed_of_gold_runs = agrees = 0
     seconds = 0.0
     runner = open_engine(engine) if engine != "sqlite" else None
     try:
         for ex, db_path, gold, pipe_sql in tqdm(pairs, desc=engine, unit="query", mininterval=1.0):
-            gold_ok = True
+            gold_ok, engine_gold = True, gold
             if runner is not None:
                 try:
-                    runner.run(db_path, ex.gold_sql, timeout_s=timeout_s)
+                    engine_gold = runner.run(db_path, ex.gold_sql, timeout_s=timeout_s)
                 except ExecutionError:
                     gold_ok = False
             gold_runs += gold_ok
@@ -108,7 +109,9 @@ def _check(engine: str, pairs: list[tuple], timeout_s: float) -> dict[str, Any]:
                     pred = execute_safely(db_path, lower_to_sqlite(pipe_sql), timeout_s=timeout_s)
                 else:
                     pred = runner.run(db_path, pipe_sql, timeout_s=timeout_s)
-                verdict = "ok" if results_match(gold, pred, ordered=is_ordered(ex.gold_sql)) else "mismatch"
+                ordered = is_ordered(ex.gold_sql)
+                verdict = "ok" if results_match(gold, pred, ordered=ordered) else "mismatch"
+                agrees += gold_ok and results_match(engine_gold, pred, ordered=ordered)
             except ExecutionError as e:
                 verdict = getattr(e, "error_class", None) or e.category
                 error = str(e)
@@ -130,6 +133,9 @@ def _check(engine: str, pairs: list[tuple], timeout_s: float) -> dict[str, Any]:
         "share": round(passed / n, 4) if n else 0.0,
         "golds_that_run": gold_runs,
         "share_of_golds_that_run": round(passed_of_gold_runs / gold_runs, 4) if gold_runs else 0.0,
+        # the pipe SQL returns what the gold returns on the same engine: our spelling alone,
+        # apart from data typing (SQLite compares '' > 8 as true) and ties broken another way
+        "agrees_with_gold_on_engine": round(agrees / gold_runs, 4) if gold_runs else 0.0,
         "seconds_per_query": round(seconds / n, 4) if n else 0.0,
         "failures": dict(failures.most_common()),
         "examples_of_failures": {k: examples[k] for k, _ in failures.most_common()},
