@@ -1,4 +1,6 @@
-"""Shared fixtures: a local S3 server (moto) with test credentials, and the tiny trained project."""
+"""Shared fixtures: a local S3 server (moto) with test credentials, the tiny trained project, and
+one Spark session for every Spark test (skipped, with the reason, only where Java or pyspark is
+missing: CI machines have Java 17 and install the `spark` extra)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,17 @@ from pathlib import Path
 import pytest
 from evaluation.tinyrun import TinyProject, random_adapter, tiny_project, trained_adapter
 from project import S3Server
+
+from pipesql.engines.spark import INSTALL_JAVA, INSTALL_PYSPARK, SparkEngine, java_available
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkEngine]:
+    pytest.importorskip("pyspark", reason=INSTALL_PYSPARK)
+    if not java_available():
+        pytest.skip(INSTALL_JAVA)
+    with SparkEngine() as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -79,7 +79,7 @@ def test_each_failure_after_gold_is_categorised(
     raw_dir: Path, monkeypatch: pytest.MonkeyPatch, stage: str, replacement: str, category: str
 ) -> None:
     # The decompiler is replaced to force each later failure; the pipeline's verdict is the test.
-    def fake(sql: str) -> str:
+    def fake(sql: str, **options: object) -> str:
         if replacement == "raise-parse":
             raise golden.DecompileError("cannot parse", category="parse_error")
         if replacement == "raise-unsupported":
@@ -95,7 +95,7 @@ def test_each_failure_after_gold_is_categorised(
 
 
 def test_order_is_compared_only_under_outer_order_by(raw_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(golden, "decompile", lambda sql: "FROM item |> SELECT id |> ORDER BY id DESC")
+    monkeypatch.setattr(golden, "decompile", lambda sql, **options: "FROM item |> SELECT id |> ORDER BY id DESC")
     assert validate_example(_ex("SELECT id FROM item"), raw_dir, PARAMS).is_kept
     ordered = validate_example(_ex("SELECT id FROM item ORDER BY id"), raw_dir, PARAMS)
     assert ordered.category == "mismatch"

@@ -186,8 +186,8 @@ def test_a_decompiler_edit_reruns_golden_pairs_and_what_its_output_changes(proje
     with decompiler.open("a") as f:
         f.write(
             "\n_decompile = decompile\n\n\n"
-            "def decompile(sql: str, *, dialect: str = 'sqlite') -> str:\n"
-            "    return _decompile(sql, dialect=dialect).lower()\n"
+            "def decompile(sql: str, **options) -> str:\n"
+            "    return _decompile(sql, **options).lower()\n"
         )
     proc = dvc(["repro"], proj)
     log = _stage_log(proc)

@@ -133,6 +133,35 @@ def test_gold_sql_runs_and_most_queries_return_rows(generated: Generated) -> Non
     assert answered >= 0.8 * len(examples)
 
 
+def test_gold_sql_groups_every_column_it_shows(trees: list[exp.Expression]) -> None:
+    """Portable: no column outside GROUP BY and aggregates (SQLite's bare column, which Spark
+    rejects as MISSING_AGGREGATION), so the pipe SQL means what standard SQL means."""
+    bare = [tree.sql() for tree in trees if any(_bare_columns(s) for s in tree.find_all(exp.Select))]
+    assert bare == []
+
+
+def _bare_columns(select: exp.Select) -> list[str]:
+    group = select.args.get("group")
+    aggregated = group or any(
+        a.find_ancestor(exp.Select) is select and not a.find_ancestor(exp.Window)
+        for a in select.find_all(exp.AggFunc)
+    )
+    if not aggregated:
+        return []
+    keys = {k.sql().lower() for k in (group.expressions if group else [])}
+    aliases = {p.alias.lower() for p in select.expressions if p.alias}
+    clauses = [*select.expressions, select.args.get("having"), select.args.get("order")]
+    return [
+        c.sql()
+        for clause in filter(None, clauses)
+        for c in clause.find_all(exp.Column)
+        if c.find_ancestor(exp.Select) is select
+        and not c.find_ancestor(exp.AggFunc)
+        and c.sql().lower() not in keys
+        and c.name.lower() not in aliases
+    ]
+
+
 def test_difficulty_is_the_graded_level_and_every_level_occurs(generated: Generated) -> None:
     examples, _ = generated
     assert all(e.difficulty == grade_difficulty(e.gold_sql) for e in examples)

@@ -169,3 +169,35 @@ def test_after_aggregate_a_name_that_is_no_output_keeps_sqlglots_lowering() -> N
 def test_unparsable_text_raises_lowering_error(text: str) -> None:
     with pytest.raises(LoweringError):
         lower_to_sqlite(text)
+
+
+# (pipe SQL with ANY_VALUE, the SQLite it lowers to): SQLite has no ANY_VALUE; its bare column
+# is the same "any value", and beside a lone MAX or MIN it is the gold's row.
+ANY_VALUE = [
+    (
+        "FROM t |> AGGREGATE ANY_VALUE(b) AS b, MAX(a) AS m",
+        "WITH __tmp1 AS (SELECT b AS b, MAX(a) AS m FROM t) SELECT * FROM __tmp1",
+    ),
+    (
+        "FROM t |> AGGREGATE ANY_VALUE(a) AS a GROUP BY b",
+        "WITH __tmp1 AS (SELECT b, a AS a FROM t GROUP BY b) SELECT * FROM __tmp1",
+    ),
+    # nothing else aggregates: ANY_VALUE stays an aggregate, one row (sqlglot writes MAX)
+    (
+        "FROM t |> AGGREGATE ANY_VALUE(b) AS b",
+        "WITH __tmp1 AS (SELECT MAX(b) AS b FROM t) SELECT * FROM __tmp1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("pipe_sql", "lowered"), ANY_VALUE, ids=[p for p, _ in ANY_VALUE])
+def test_any_value_lowers_to_sqlites_bare_column(
+    db: sqlite3.Connection, pipe_sql: str, lowered: str
+) -> None:
+    assert lower_to_sqlite(pipe_sql) == lowered
+    db.execute(lowered)
+
+
+def test_any_value_beside_max_is_the_max_row(db: sqlite3.Connection) -> None:
+    lowered = lower_to_sqlite("FROM t |> AGGREGATE ANY_VALUE(b) AS b, MAX(a) AS m")
+    assert _rows(db, lowered) == [("x", 9)] == _rows(db, "SELECT b, MAX(a) FROM t")

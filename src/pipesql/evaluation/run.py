@@ -34,6 +34,7 @@ from pipesql.evaluation.generate import (
     generate_full,
     generate_incremental,
 )
+from pipesql.evaluation.engines import Prediction, engine_accuracy
 from pipesql.evaluation.metrics import errors, plot_rows, rates, rates_by
 from pipesql.evaluation.score import (
     GOLD_ERROR,
@@ -157,6 +158,13 @@ def evaluate(
     if protocol == "agent":  # the tool figures beside the accuracies, and the traces
         result.metrics["agent"] = tool_metrics(traces)
         result.traces = [trace.row() for trace in traces]
+    if len(params.engines) > 1:  # eval.engines: execution accuracy on real pipe engines
+        on_engines = [Prediction(ex.db_path, g.query, ex.gold.result, ex.gold.ordered)
+                      for ex, g in zip(scored, generations, strict=True)]
+        sqlite = {"sqlite": {"execution_accuracy": result.metrics["execution_accuracy"]}}
+        result.metrics["engines"] = sqlite | engine_accuracy(
+            on_engines, params.engines, timeout_s=params.timeout_s, max_rows=params.max_rows,
+            float_tol=params.float_tol, progress=progress)
     result.metrics |= {
         "loss": figures["loss"],
         "perplexity": figures["perplexity"],

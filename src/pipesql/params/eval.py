@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipesql.params.base import Strict
+from pipesql.params.golden_pairs import Engine, check_engines
 
 
 class GenerationParams(Strict):
@@ -47,3 +48,6 @@ class EvalParams(Strict):
     max_rows: int = Field(100_000, gt=0)            # a result cut at this size never matches
     float_tol: float = Field(1e-6, ge=0)            # relative tolerance, as golden_pairs compares
     test_suite_path: str | None = None              # <dir>/<db_id>/*.sqlite: Spider's test-suite databases
+    engines: tuple[Engine, ...] = ("sqlite",)       # execution accuracy on each (spark: the extra)
+
+    _check_engines = field_validator("engines")(lambda cls, v: check_engines(v))

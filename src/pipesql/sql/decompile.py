@@ -6,12 +6,16 @@
     'FROM t |> AGGREGATE COUNT(*) AS count_star GROUP BY x |> WHERE count_star > 1'
 
 The operators follow the data flow: FROM and JOINs, WHERE, AGGREGATE (aliasing the aggregates
-that HAVING, ORDER BY or the projection need later), WHERE for HAVING, SELECT or EXTEND, DISTINCT,
-ORDER BY, LIMIT. ORDER BY comes before SELECT only when it needs a column the projection drops.
-Every nested query (IN, EXISTS, scalar, derived table, CTE body, set operand) is itself a pipe
-query. The emitted shapes avoid the ones sqlglot 30 lowers wrongly (see lower.py): only SELECT,
-AS or a set operator follows a LIMIT, SELECT is never `SELECT DISTINCT`, and EXTEND items never
-refer to one another.
+that HAVING, ORDER BY or the projection need later), WHERE for HAVING, SELECT [DISTINCT] or
+EXTEND, ORDER BY, LIMIT. ORDER BY comes before SELECT only when it needs a column the projection
+drops. Every nested query (IN, EXISTS, scalar, derived table, CTE body, set operand) is itself a
+pipe query. The emitted shapes avoid the ones sqlglot 30 lowers wrongly (see lower.py): only
+SELECT, AS or a set operator follows a LIMIT, and EXTEND items never refer to one another.
+
+The output is portable: pipe SQL that BigQuery and Spark 4 both accept. There is no `|> DISTINCT`
+(Spark has none; `SELECT DISTINCT` serves), strings are single-quoted (`quoted_strings.py`), no
+AGGREGATE item repeats a grouping column, and a column neither grouped nor aggregated joins the
+GROUP BY when the key determines it (`dependence.py`), else is wrapped in ANY_VALUE.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from pipesql.sql.dependence import key_determines
 from pipesql.sql.pipe import (
     PipeAggregate,
     PipeAs,
@@ -34,6 +39,8 @@ from pipesql.sql.pipe import (
     PipeSetOperation,
     render,
 )
+from pipesql.sql.quoted_strings import quoted_strings_as_literals
+from pipesql.sql.schema import Schema
 
 
 class DecompileError(ValueError):
@@ -44,8 +51,13 @@ class DecompileError(ValueError):
         self.category = category
 
 
-def decompile(sql: str, *, dialect: str = "sqlite") -> str:
-    """Standard SQL text -> one line of pipe SQL; raises DecompileError."""
+def decompile(sql: str, *, dialect: str = "sqlite", schema: Schema | None = None) -> str:
+    """Standard SQL text -> one line of pipe SQL; raises DecompileError.
+
+    `schema` (the database's) decides what the SQL alone cannot: whether `"x"` is a string, and
+    which bare columns the GROUP BY key determines. Without it, bare columns take ANY_VALUE and
+    double-quoted names stay as they are.
+    """
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
     except SqlglotError as error:
@@ -53,7 +65,8 @@ def decompile(sql: str, *, dialect: str = "sqlite") -> str:
     tree = tree.unnest() if isinstance(tree, exp.Subquery) else tree  # `(SELECT ...)`
     for rule in RULES:
         tree = rule(tree)
-    return render(tree)
+    tree = quoted_strings_as_literals(tree, schema)
+    return render(queries_to_pipes(tree, schema))
 
 
 def reject_unsupported(tree: exp.Expression) -> exp.Expression:
@@ -122,7 +135,7 @@ def make_cross_joins_explicit(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
-def queries_to_pipes(tree: exp.Expression) -> PipeQuery:
+def queries_to_pipes(tree: exp.Expression, schema: Schema | None = None) -> PipeQuery:
     """Every SELECT and set operation, innermost first -> a PipeQuery in its place.
 
     Innermost first, so a query's subqueries are pipe queries by the time it is converted and
@@ -130,7 +143,7 @@ def queries_to_pipes(tree: exp.Expression) -> PipeQuery:
     """
     for query in reversed(list(tree.find_all(exp.Select, exp.SetOperation))):
         if isinstance(query, exp.Select):
-            pipe = _select_to_pipe(query)
+            pipe = _select_to_pipe(query, schema)
         else:
             pipe = _set_operation_to_pipe(query)
         if query is tree:
@@ -143,14 +156,13 @@ RULES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
     reject_unsupported,
     expand_positional_references,
     make_cross_joins_explicit,
-    queries_to_pipes,
-)
+)  # then the schema's rewrites: quoted_strings_as_literals, queries_to_pipes
 
 
 # --- one SELECT -------------------------------------------------------------------------------
 
 
-def _select_to_pipe(select: exp.Select) -> PipeQuery:
+def _select_to_pipe(select: exp.Select, schema: Schema | None) -> PipeQuery:
     """FROM, JOINs, WHERE, then the aggregate and projection steps, then ORDER BY and LIMIT."""
     ops: list[exp.Expression] = [*_source_ops(select)]
     where = select.args.get("where")
@@ -160,7 +172,7 @@ def _select_to_pipe(select: exp.Select) -> PipeQuery:
     order = select.args.get("order")
     limit = _limit_op(select)
     if _is_aggregated(select):
-        ops += _aggregate_ops(select, distinct, order, limit)
+        ops += _aggregate_ops(select, distinct, order, limit, schema)
     else:
         projection = select.expressions
         if order:
@@ -191,7 +203,8 @@ def _can_inline(inner: PipeQuery, alias: exp.TableAlias | None, select: exp.Sele
     if inner.args.get("with_"):
         return False
     if alias is None:
-        return not isinstance(inner.expressions[-1], (PipeLimit, exp.Distinct))
+        last = inner.expressions[-1]
+        return not (isinstance(last, PipeLimit) or last.args.get("distinct") is True)
     root = select.root()
     names = {table.name.lower() for table in root.find_all(exp.Table)}
     names |= {cte.alias_or_name.lower() for cte in root.find_all(exp.CTE)}
@@ -226,18 +239,24 @@ class _Output:
 
 
 def _aggregate_ops(
-    select: exp.Select, distinct: bool, order: exp.Order | None, limit: PipeLimit | None
+    select: exp.Select,
+    distinct: bool,
+    order: exp.Order | None,
+    limit: PipeLimit | None,
+    schema: Schema | None,
 ) -> list[exp.Expression]:
     """GROUP BY, aggregates, HAVING -> `AGGREGATE ... GROUP BY ... |> WHERE ...`, then the rest.
 
     `SELECT a, COUNT(*) FROM t GROUP BY a ORDER BY COUNT(*)` ->
     `AGGREGATE COUNT(*) AS count_star GROUP BY a |> ORDER BY count_star`: AGGREGATE outputs its
     keys, then its items, and every later clause is rewritten to name those outputs, since the
-    input columns are gone. Non-aggregated columns outside GROUP BY (SQLite's bare columns, as in
-    `SELECT name, MAX(age) FROM t`) become AGGREGATE items too, which SQLite evaluates the same.
+    input columns are gone. A non-aggregated column outside GROUP BY (SQLite's bare column, as in
+    `SELECT name, MAX(age) FROM t`) joins the keys when they determine it and no ORDER BY follows,
+    else becomes the item `ANY_VALUE(name) AS name` (lower.py gives SQLite back its bare column,
+    so results agree).
     The SELECT is left out when the projection is exactly the keys, then the items.
     """
-    plan = _AggregatePlan(select)
+    plan = _AggregatePlan(select, schema)
     having = select.args.get("having")
     projection = plan.project(select.expressions)
     later: list[exp.Expression] = []
@@ -260,7 +279,7 @@ def _aggregate_ops(
 class _AggregatePlan:
     """AGGREGATE's keys and items, grown while later clauses are rewritten onto them."""
 
-    def __init__(self, select: exp.Select) -> None:
+    def __init__(self, select: exp.Select, schema: Schema | None) -> None:
         self.keys: list[_Output] = []
         self.items: list[_Output] = []
         self._taken = {identifier.name.lower() for identifier in select.find_all(exp.Identifier)}
@@ -268,9 +287,13 @@ class _AggregatePlan:
         self._names: set[str] = set()
         self._aliases = _projection_aliases(select.expressions)
         group = select.args.get("group")
-        for key in group.expressions if group else []:
-            key = self._resolve_alias(key)
-            if _normalized(key) not in self._outputs:
+        keys = [self._resolve_alias(key.unnest()) for key in (group.expressions if group else [])]
+        # Under ORDER BY the groups' order among ties is part of SQLite's answer, and a longer
+        # GROUP BY changes it (70 of Spider train's pairs): there ANY_VALUE keeps the gold's key.
+        ordered = bool(select.args.get("order"))
+        self._determined = key_determines(select, keys, None if ordered else schema)
+        for key in keys:
+            if _normalized(key) not in self._outputs and not self._same_column(key):
                 user_alias = next(
                     (p.alias for p in select.expressions if p.alias and _same(p.this, key)), ""
                 )
@@ -290,7 +313,10 @@ class _AggregatePlan:
             is_item = (_aggregate_calls(this) and not this.find(exp.Window)) or (
                 alias and isinstance(this, exp.Column)
             )
-            if is_item and _normalized(this) not in self._outputs:
+            known = _normalized(this) in self._outputs or self._same_column(this)
+            if is_item and not known and isinstance(this, exp.Column):
+                self._bare(this, alias)
+            elif is_item and not known:
                 self.items.append(self._add(this, alias, aliased=bool(alias)))
             rewritten = self.rewrite(this)
             if alias and not (isinstance(rewritten, exp.Column) and rewritten.name == alias):
@@ -317,21 +343,42 @@ class _AggregatePlan:
             aliased = self._aliases.get(node.name.lower())
             if aliased is not None:
                 return self.rewrite(aliased.copy(), resolve_aliases=False)
-        if _is_aggregate_call(node) or isinstance(node, exp.Column):
+        if isinstance(node, exp.Column):
+            return exp.column(self._bare(node, "").name)
+        if _is_aggregate_call(node):
             output = self._add(node, "")
             self.items.append(output)
             return exp.column(output.name)
         return None  # a window's own function is no aggregate call: its arguments are rewritten
 
+    def _bare(self, column: exp.Column, alias: str) -> _Output:
+        """A column neither grouped nor aggregated: a key if the keys determine it, else ANY_VALUE.
+
+        `ANY_VALUE(T2.name) AS name` is always aliased: unnamed, Spark would call it
+        `any_value(name)` and the projection could not refer to it.
+        """
+        if self._determined(column):
+            output = self._add(column, alias if alias else "", aliased=bool(alias))
+            self.keys.append(output)
+            return output
+        natural = column.name if column.name.lower() not in self._names else ""
+        name = alias or natural or self._fresh(column)
+        output = self._add(exp.AnyValue(this=column.copy()), name, aliased=True, key=column)
+        self.items.append(output)
+        return output
+
     def _same_column(self, node: exp.Expression) -> _Output | None:
-        """`name` for the output `T1.name` when no other output has that column name."""
-        if not isinstance(node, exp.Column) or node.table:
+        """`name` for the output `T1.name`, or `T1.name` for the key `name`, when no other output
+        has that column name: `GROUP BY lastname` with `SELECT T2.lastname` groups one column."""
+        if not isinstance(node, exp.Column):
             return None
         name = node.name.lower()
         matches = [
             o
-            for o in self._outputs.values()
-            if isinstance(o.expression, exp.Column) and o.expression.name.lower() == name
+            for key, o in self._outputs.items()
+            if isinstance(key, exp.Column)
+            and key.name.lower() == name
+            and not (node.table and key.table)
         ]
         return matches[0] if len(matches) == 1 else None
 
@@ -340,13 +387,20 @@ class _AggregatePlan:
             return self._aliases[key.name.lower()].copy()
         return key
 
-    def _add(self, expression: exp.Expression, name: str, aliased: bool = False) -> _Output:
+    def _add(
+        self,
+        expression: exp.Expression,
+        name: str,
+        aliased: bool = False,
+        key: exp.Expression | None = None,
+    ) -> _Output:
+        """Register an output; `key` is what later clauses call it (default: `expression`)."""
         natural = expression.name if isinstance(expression, exp.Column) else ""
         if not name and natural and natural.lower() not in self._names:
             name = natural
         name = name or self._fresh(expression)
         output = _Output(expression, name, aliased)
-        self._outputs[_normalized(expression)] = output
+        self._outputs[_normalized(key if key is not None else expression)] = output
         self._names.add(name.lower())
         self._taken.add(name.lower())
         return output
@@ -412,24 +466,27 @@ def _finishing_ops(
     *,
     order_first: bool = False,
 ) -> list[exp.Expression]:
-    """SELECT or EXTEND, DISTINCT, ORDER BY, LIMIT; ORDER BY first if SELECT drops its columns.
+    """SELECT [DISTINCT] or EXTEND, ORDER BY, LIMIT; ORDER BY first if SELECT drops its columns.
 
     `SELECT name FROM t ORDER BY age LIMIT 1` -> `ORDER BY age |> LIMIT 1 |> SELECT name`: a pipe
     ORDER BY after SELECT sees only the selected columns. `projection` None keeps all columns;
-    `order_first` puts ORDER BY before the projection whatever it needs.
+    `order_first` puts ORDER BY before the projection whatever it needs, except after DISTINCT,
+    which promises no order: there ORDER BY follows whenever the selected columns suffice.
     """
-    project = _projection_op(projection) if projection is not None else None
-    distinct_op = [exp.Distinct()] if distinct else []
     limit_op = [limit] if limit else []
+    if projection is None:
+        head = [PipeSelect(expressions=[exp.Star()], distinct=True)] if distinct else []
+        return [*head, *([order] if order else []), *limit_op]
+    project = _projection_op(projection, distinct)
     if project is None:
-        return [*distinct_op, *([order] if order else []), *limit_op]
+        return [*([order] if order else []), *limit_op]
     if order is None:
-        return [project, *distinct_op, *limit_op]
-    after = None if order_first else _order_over_outputs(order, projection or [])
+        return [project, *limit_op]
+    after = None if order_first and not distinct else _order_over_outputs(order, projection)
     if after is not None:
-        return [project, *distinct_op, after, *limit_op]
+        return [project, after, *limit_op]
     if distinct:
-        return [order, project, *distinct_op, *limit_op]
+        return [order, project, *limit_op]
     if limit and project.find(exp.Window):
         extend, project = _windows_extended(project, order)
         return [extend, order, limit, project]
@@ -460,8 +517,10 @@ def _windows_extended(
     return PipeExtend(expressions=extended), project
 
 
-def _projection_op(projection: list[exp.Expression]) -> exp.Expression | None:
-    """`*` -> nothing, `*, x + 1 AS y` -> `EXTEND x + 1 AS y`, otherwise `SELECT ...`."""
+def _projection_op(projection: list[exp.Expression], distinct: bool) -> exp.Expression | None:
+    """`*` -> nothing, `*, x + 1 AS y` -> `EXTEND x + 1 AS y`, otherwise `SELECT [DISTINCT] ...`."""
+    if distinct:
+        return PipeSelect(expressions=projection, distinct=True)
     if projection and type(projection[0]) is exp.Star:
         rest = projection[1:]
         if not any(isinstance(p, exp.Star) or _is_star_column(p) for p in rest):

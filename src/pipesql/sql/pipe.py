@@ -4,7 +4,7 @@ and the split of pipe SQL text into top-level operators (the unit a model emits 
 sqlglot has no AST for pipe syntax (its parser lowers `|>` to CTEs while parsing), so the pipe
 operators are a few nodes of our own; expressions inside them stay ordinary sqlglot nodes and print
 as SQLite prints them. Standard nodes serve where the operator reads like the clause it is
-(`exp.From`, `exp.Join`, `exp.Where`, `exp.Order`, `exp.Distinct`).
+(`exp.From`, `exp.Join`, `exp.Where`, `exp.Order`).
 
     >>> limit = PipeLimit(this=exp.Literal.number(1))
     >>> render(PipeQuery(expressions=[exp.From(this=exp.to_table("t")), limit]))
@@ -36,9 +36,12 @@ class PipeAggregate(exp.Expression):
 
 
 class PipeSelect(exp.Expression):
-    """`SELECT items`: the projection, which hides every column it does not list."""
+    """`SELECT [DISTINCT] items`: the projection, which hides every column it does not list.
 
-    arg_types = {"expressions": True}
+    DISTINCT is written here, not as a `|> DISTINCT` operator: Spark 4's pipe grammar has none.
+    """
+
+    arg_types = {"expressions": True, "distinct": False}
 
 
 class PipeExtend(exp.Expression):
@@ -190,16 +193,26 @@ def _set_operation_sql(self: SQLite.Generator, node: PipeSetOperation) -> str:
 
 
 class PipeSQL(SQLite):
-    """SQLite expressions inside GoogleSQL pipe operators; write-only (lower.py reads pipe SQL)."""
+    """SQLite expressions inside GoogleSQL pipe operators; write-only (lower.py reads pipe SQL).
+
+    Quoted identifiers take backticks, which SQLite, Spark and BigQuery all read as names:
+    `"city"` is a string to Spark and BigQuery.
+    """
+
+    class Tokenizer(SQLite.Tokenizer):
+        IDENTIFIERS = ["`", '"', ("[", "]")]  # the first is the one written
 
     class Generator(SQLite.Generator):
         TRANSFORMS = {
             **SQLite.Generator.TRANSFORMS,
             PipeQuery: _pipe_query_sql,
             PipeAggregate: _aggregate_sql,
-            PipeSelect: lambda self, node: _items_sql(self, "SELECT", node),
+            PipeSelect: lambda self, node: _items_sql(
+                self, "SELECT DISTINCT" if node.args.get("distinct") else "SELECT", node
+            ),
             PipeExtend: lambda self, node: _items_sql(self, "EXTEND", node),
             PipeAs: lambda self, node: f"AS {self.sql(node, 'this')}",
             PipeLimit: _limit_sql,
+            exp.AnyValue: lambda self, node: self.func("ANY_VALUE", node.this),  # not SQLite's MAX
             PipeSetOperation: _set_operation_sql,
         }

@@ -1,4 +1,9 @@
-"""Templates that join tables along foreign keys: parents, link tables and self-references."""
+"""Templates that join tables along foreign keys: parents, link tables and self-references.
+
+Gold SQL here is portable standard SQL: a parent's label shown per group is grouped too
+(`GROUP BY T1.fk, T2.name`), never left bare as SQLite allows and Spark rejects
+(MISSING_AGGREGATION); the key determines the label, so the groups are the same.
+"""
 
 from __future__ import annotations
 
@@ -74,7 +79,7 @@ def join_group_count(db: Database, rng: random.Random) -> Pair:
         f"List each {e.parent.singular}'s {p.phrase} with {e.parent.their} count of "
         f"{e.child.plural}.",
     ])
-    return Pair(q, f"SELECT T2.{p.name}, count(*) FROM {e.join()} GROUP BY T1.{e.fk.name}")
+    return Pair(q, f"SELECT T2.{p.name}, count(*) FROM {e.join()} GROUP BY T1.{e.fk.name}, T2.{p.name}")
 
 
 def join_having(db: Database, rng: random.Random) -> Pair:
@@ -85,7 +90,7 @@ def join_having(db: Database, rng: random.Random) -> Pair:
         f"Which {e.parent.plural} have at least {k} {e.child.plural}?",
         f"List the {plural(p.phrase)} of {e.parent.plural} with {k} or more {e.child.plural}.",
     ])
-    sql = f"SELECT T2.{p.name} FROM {e.join()} GROUP BY T1.{e.fk.name} HAVING count(*) >= {k}"
+    sql = f"SELECT T2.{p.name} FROM {e.join()} GROUP BY T1.{e.fk.name}, T2.{p.name} HAVING count(*) >= {k}"
     return Pair(q, sql)
 
 
@@ -98,7 +103,7 @@ def join_top(db: Database, rng: random.Random) -> Pair:
         f"{e.child.plural}?",
     ])
     sql = (
-        f"SELECT T2.{p.name} FROM {e.join()} GROUP BY T1.{e.fk.name} "
+        f"SELECT T2.{p.name} FROM {e.join()} GROUP BY T1.{e.fk.name}, T2.{p.name} "
         "ORDER BY count(*) DESC LIMIT 1"
     )
     return Pair(q, sql)
@@ -135,7 +140,7 @@ def join_aggregate(db: Database, rng: random.Random) -> Pair:
         f"Show each {e.parent.singular}'s {p.phrase} and the {word} {col.phrase} of "
         f"{e.parent.their} {e.child.plural}.",
     ])
-    sql = f"SELECT T2.{p.name}, {fn}(T1.{col.name}) FROM {e.join()} GROUP BY T1.{e.fk.name}"
+    sql = f"SELECT T2.{p.name}, {fn}(T1.{col.name}) FROM {e.join()} GROUP BY T1.{e.fk.name}, T2.{p.name}"
     return Pair(q, sql)
 
 

@@ -1,0 +1,73 @@
+"""Execution accuracy on real pipe engines (Spark 4), beside SQLite's: `eval.engines`.
+
+SQLite scores a prediction through our lowering; an engine runs the predicted pipe SQL text
+itself, so its figure says how often the model writes pipe SQL that engine accepts and answers
+right. The reference is the same gold result SQLite gave, compared by the same rule
+(`results_match`, order only under the gold's outer ORDER BY). One session serves all predictions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from pipesql.sql.compare import results_match
+from pipesql.sql.execute import ExecutionError, QueryResult
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What an engine needs to score one prediction."""
+
+    db_path: Path
+    query: str            # the predicted pipe SQL, as the model wrote it
+    gold: QueryResult     # the gold SQL's SQLite result
+    ordered: bool         # row order counts (the gold's outer ORDER BY)
+
+
+def engine_accuracy(
+    predictions: Sequence[Prediction],
+    engines: Sequence[str],
+    *,
+    timeout_s: float,
+    max_rows: int,
+    float_tol: float,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Per engine other than sqlite: execution accuracy, and failures by category/error class."""
+    from pipesql.engines import open_engine
+
+    figures = {}
+    order = sorted(range(len(predictions)), key=lambda i: str(predictions[i].db_path))
+    for name in engines:
+        if name == "sqlite":
+            continue
+        correct, failures = 0, Counter[str]()
+        with open_engine(name) as engine:
+            for i in tqdm(order, desc=f"score on {name}", unit="query", disable=not progress):
+                verdict = _verdict(engine, predictions[i], timeout_s, max_rows, float_tol)
+                correct += verdict == "correct"
+                failures.update([] if verdict == "correct" else [verdict])
+        n = len(predictions)
+        figures[name] = {
+            "examples": n,
+            "execution_accuracy": round(correct / n, 4) if n else 0.0,
+            "failures": dict(failures.most_common()),
+        }
+    return figures
+
+
+def _verdict(engine: Any, p: Prediction, timeout_s: float, max_rows: int, float_tol: float) -> str:
+    """"correct", "mismatch", "timeout", or the engine's error class for a rejected query."""
+    if not p.query.strip():
+        return "empty"
+    try:
+        result = engine.run(p.db_path, p.query, timeout_s=timeout_s, max_rows=max_rows)
+    except ExecutionError as e:
+        return "timeout" if e.category == "timeout" else getattr(e, "error_class", None) or e.category
+    return "correct" if results_match(p.gold, result, ordered=p.ordered, float_tol=float_tol) else "mismatch"
