@@ -78,13 +78,14 @@ _UNITS: dict[str, Callable[[Pair], str]] = {
 
 def _by_source(pairs: Sequence[Pair], params: SplitParams, path: Path) -> dict[str, list[Pair]]:
     """Each source's own splits (pairs from several sources carry `source`; one source's do not).
-    A source without a test split (Spider and BIRD keep theirs hidden) has its dev split tested
+    A release without splits (synthetic, among several sources) is all train. A source without
+    a test split (Spider and BIRD keep theirs hidden) has its dev split tested
     on, as their results are reported on dev. A split still missing from every source is cut
     from the train split by database, at the ratios of the splits being cut.
     """
     official: dict[str | None, dict[str, list[Pair]]] = {}
     for pair in pairs:
-        split = pair.row.get("split")
+        split = pair.row.get("split") or ("train" if pair.row.get("source") else None)
         if split not in SPLITS:
             raise DataError(
                 f"{path}:{pair.lineno}: tokenize.split.by is 'source' but the pair's split is"
