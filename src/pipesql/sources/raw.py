@@ -51,14 +51,16 @@ def database_path(raw_dir: Path, db_id: str) -> Path:
 
 
 def database_ids(raw_dir: Path) -> list[str]:
-    """Every db_id the layout holds, namespaced ones included, sorted."""
+    """Every db_id the layout holds, namespaced ones included, sorted: the directories with no
+    directory inside (write_raw puts only the .sqlite file in one), so a database directory
+    that lost its file is still listed, and named by whoever opens it."""
     root = Path(raw_dir) / DATABASE_DIR
     if not root.is_dir():
         return []
     return sorted(
-        path.parent.relative_to(root).as_posix()
-        for path in root.rglob("*.sqlite")
-        if path.stem == path.parent.name
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.is_dir() and not any(child.is_dir() for child in path.iterdir())
     )
 
 
