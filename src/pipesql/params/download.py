@@ -15,7 +15,7 @@ def _partial(info: ValidationInfo) -> bool:
 
 
 class SyntheticDataParams(Strict):
-    n_databases: int = Field(8, gt=0, le=64)       # domains cycle when more than the templates
+    n_databases: int = Field(8, gt=0, le=20_000)   # domains cycle (`concert_singer_2`) past the domains
     n_examples: int = Field(6000, gt=0)             # total question/SQL pairs across databases
     rows_per_table: int = Field(40, ge=5, le=100_000)
 
