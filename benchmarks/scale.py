@@ -8,7 +8,7 @@ A fresh project copy (git + DVC) in a temporary directory, its params.yaml set t
 the data), golden_pairs, tokenize, and train up to its first optimizer step (max_steps 1).
 Per stage: wall seconds (DVC's own start and hashing included, as a user waits for them),
 seconds per example, and peak RSS of the whole process tree (stage, workers and DVC summed,
-sampled every 0.2 s). Then a `dvc repro` of those stages with nothing to do, timed (`--noop-runs`
+sampled every 0.2 s), and the 1-minute load average before it (the machine may be shared). Then a `dvc repro` of those stages with nothing to do, timed (`--noop-runs`
 times) with that data/raw and its databases in place. `--workers` bounds golden_pairs and
 tokenize processes (default 1: the figures stay comparable on a shared machine).
 """
@@ -78,6 +78,7 @@ def timed(cmd: list[str], cwd: Path) -> dict[str, Any]:
     """Run cmd; wall seconds and the peak summed RSS of its process tree."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(["src", "."]),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = [0]
@@ -103,7 +104,8 @@ def timed(cmd: list[str], cwd: Path) -> dict[str, Any]:
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{output[-4000:]}")
     ran = [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak[0] / 2**20), "ran": ran}
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak[0] / 2**20), "ran": ran,
+            "load_avg_before": round(load, 1)}
 
 
 def _rss(p: psutil.Process) -> int:
