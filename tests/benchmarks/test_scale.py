@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from benchmarks.scale import scale_params
-
 from pipesql.params import recipes
 
 

@@ -90,13 +90,13 @@ def _params_file(tmp_path: Path, data: dict) -> Path:
     ("data", "message"),
     [
         ({"sources": [SYNTHETIC, {"source": "bird", "pth": "/data/bird"}]},
-         "download.data.sources.1: source 'bird': unknown key 'pth' (a source block takes: source, seed,"
-         " path, synthetic, url, hf, synsql, name, splits)"),
+         ("download.data.sources.1: source 'bird': unknown key 'pth' (a source block takes: source,"
+          " seed, path, synthetic, url, hf, synsql, name, splits)")),
         ({"sources": [{"source": "spider", "name": "a/b", "path": "/x"}]},
          "download.data.sources.0.name: String should match pattern"),
         ({"source": "spider", "path": "/data/spider", "sources": [SYNTHETIC]},
-         "download.data: source, path: not used when sources is set; move them into a source block"
-         " (sources: [{source: spider, path: /data/spider}, {source: bird, path: ...}])"),
+         ("download.data: source, path: not used when sources is set; move them into a source block"
+          " (sources: [{source: spider, path: /data/spider}, {source: bird, path: ...}])")),
         ({"sources": [{"source": "bird"}]},
          "download.data.sources.0: path is required when source is 'bird'"),
     ],

@@ -12,7 +12,13 @@ from pipesql.io import DataError
 from pipesql.params.download import DataParams, SynsqlDataParams
 from pipesql.sources import fetch_data, synsql
 from pipesql.sources.raw import read_examples
-from pipesql.sources.synsql import BAD_DB_ID, EMPTY_FIELD, NO_DB_FILE, UNKNOWN_DB, read_synsql
+from pipesql.sources.synsql import (
+    BAD_DB_ID,
+    EMPTY_FIELD,
+    NO_DB_FILE,
+    UNKNOWN_DB,
+    read_synsql,
+)
 
 
 def test_reads_the_release_keeping_cot_evidence_and_complexity(tmp_path: Path, synsql_release) -> None:
