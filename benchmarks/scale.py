@@ -9,7 +9,8 @@ the data), golden_pairs, tokenize, and train up to its first optimizer step (max
 Per stage: wall seconds (DVC's own start and hashing included, as a user waits for them),
 seconds per example, and peak RSS of the whole process tree (stage, workers and DVC summed,
 sampled every 0.2 s), and the 1-minute load average before it (the machine may be shared). Then a `dvc repro` of those stages with nothing to do, timed (`--noop-runs`
-times) with that data/raw and its databases in place. `--workers` bounds golden_pairs and
+times) with that data/raw and its databases in place. `--stages download@data` stops after
+the first stages named (a large data/raw and its no-op repro without the hours after it). `--workers` bounds golden_pairs and
 tokenize processes (default 1: the figures stay comparable on a shared machine).
 """
 
@@ -116,12 +117,12 @@ def _rss(p: psutil.Process) -> int:
 
 
 def bench_scale(examples: int, databases: int, workers: int = 1, noop_runs: int = 2,
-                workdir: Path | None = None) -> dict[str, Any]:
+                workdir: Path | None = None, stages_run: tuple[str, ...] = STAGES) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pipesql-scale-", dir=workdir) as tmp:
         project = make_project(Path(tmp) / "proj", scale_params(examples, databases, workers))
         dvc = [sys.executable, "-m", "dvc"]
         stages: dict[str, Any] = {}
-        for stage in STAGES:
+        for stage in stages_run:
             print(f"scale: {stage} ...", file=sys.stderr, flush=True)
             record = timed([*dvc, "repro", "--single-item", stage], project)
             record["us_per_example"] = round(record["seconds"] / examples * 1e6, 1)
@@ -130,7 +131,7 @@ def bench_scale(examples: int, databases: int, workers: int = 1, noop_runs: int 
         metrics = {name: json.loads((project / "metrics" / f"{name}.json").read_text())
                    for name in ("download", "golden_pairs", "tokenize")
                    if (project / "metrics" / f"{name}.json").exists()}
-        noop = [timed([*dvc, "repro", *STAGES], project) for _ in range(noop_runs)]
+        noop = [timed([*dvc, "repro", *stages_run], project) for _ in range(noop_runs)]
         raw_files = sum(1 for _ in (project / "data/raw/database").rglob("*.sqlite"))
     return {
         "examples": examples,
@@ -153,9 +154,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--noop-runs", type=int, default=2)
     parser.add_argument("--workdir", type=Path, help="where the temporary project goes")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
+                        help="the first stages only (each needs those before it)")
     parser.add_argument("--out", type=Path, help="write the result as JSON here too")
     args = parser.parse_args()
-    result = bench_scale(args.examples, args.databases, args.workers, args.noop_runs, args.workdir)
+    stages = tuple(s for s in STAGES if s in args.stages)
+    if stages != STAGES[: len(stages)]:
+        parser.error(f"--stages must be the first stages of {', '.join(STAGES)}")
+    result = bench_scale(args.examples, args.databases, args.workers, args.noop_runs, args.workdir, stages)
     if args.out:
         write_json(args.out, result)
     print(json.dumps(result, indent=2))
