@@ -19,6 +19,9 @@ RECIPES = REPO_ROOT / "configs" / "recipes"
 HUB_RECIPES = ["qwen-coder-1.5b-spider", "qwen-coder-7b-bird"]
 # What a user supplies on the command line for a hub recipe.
 USER_SETS = ["download.model.revision=0123456789abcdef", 'download.data.path=/data/the "user\'s" release']
+MIXTURE = "spider-bird-mixture"
+MIXTURE_SETS = ["download.model.revision=0123456789abcdef", "download.data.sources.0.path=/data/spider",
+                "download.data.sources.1.path=/data/bird"]
 
 
 def _resolved(name: str, sets: list[str] = USER_SETS) -> dict:
@@ -27,7 +30,23 @@ def _resolved(name: str, sets: list[str] = USER_SETS) -> dict:
 
 
 def test_the_recipes_there_are() -> None:
-    assert set(recipes.recipe_names(RECIPES)) >= {"offline", *HUB_RECIPES}
+    assert set(recipes.recipe_names(RECIPES)) >= {"offline", *HUB_RECIPES, MIXTURE}
+
+
+def test_the_mixture_trains_on_spider_and_bird_train_and_tests_on_bird_dev() -> None:
+    params = _resolved(MIXTURE, MIXTURE_SETS)
+    spider, bird = params["download"].data.sources
+    assert (spider.source, spider.path, spider.splits) == ("spider", "/data/spider", ("train",))
+    assert (bird.source, bird.path, bird.splits) == ("bird", "/data/bird", None)
+    assert params["download"].data.path is None  # the single-source keys keep their defaults
+    assert params["tokenize"].split.by == "source" and params["tokenize"].split.ratios.test == 0
+    assert params["train"].lora.target_modules == ALL_PROJECTIONS
+
+
+def test_a_set_into_a_list_needs_an_index_the_list_has() -> None:
+    overrides = recipes.read_overrides(RECIPES / f"{MIXTURE}.yaml")
+    with pytest.raises(ParamsError, match=r"-S 'download.data.sources.2.path=/x': 2 is not an index of a list of 2"):
+        recipes.with_sets(overrides, ["download.data.sources.2.path=/x"])
 
 
 def test_the_offline_recipe_is_params_yaml() -> None:
@@ -89,10 +108,10 @@ def test_an_unknown_recipe_lists_the_recipes(tmp_path: Path) -> None:
     assert "offline, qwen-coder-1.5b-spider, qwen-coder-7b-bird" in str(e.value)
 
 
-@pytest.mark.parametrize("name", ["offline", *HUB_RECIPES])
+@pytest.mark.parametrize("name", ["offline", *HUB_RECIPES, MIXTURE])
 def test_run_flags_give_the_experiment_exactly_the_resolved_params(tmp_path: Path, name: str) -> None:
     """DVC's own override parser applies the -S flags to a params.yaml: it then holds the recipe."""
-    resolved = _resolved(name, USER_SETS if name != "offline" else [])
+    resolved = _resolved(name, {"offline": [], MIXTURE: MIXTURE_SETS}.get(name, USER_SETS))
     shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
     flags = recipes.set_flags(recipes.dump(resolved))
     assert flags[::2] == ["-S"] * (len(flags) // 2)

@@ -80,6 +80,23 @@ def test_source_without_test_reports_on_dev_and_carves_dev_from_train() -> None:
     assert len(out["train"]) + len(out["dev"]) == sum(p.row["split"] == "train" for p in pairs)
 
 
+def test_source_keeps_each_sources_own_splits() -> None:
+    """Several sources: one release's dev is its test set whether or not another has a test."""
+    spider = pairs_of(200, 6, splits=("train", "dev"))
+    synthetic = pairs_of(200, 6, seed=1, splits=("train", "dev", "test"))
+    rows = [{**p.row, "source": "spider"} for p in spider] + [
+        {**p.row, "id": f"s{p.id}", "source": "synthetic"} for p in synthetic
+    ]
+    out = assign_splits([Pair(i + 1, row) for i, row in enumerate(rows)], split_params(by="source"), PATH)
+    by = {s: {(p.row["source"], p.row["split"]) for p in out[s]} for s in SPLITS}
+    assert by == {
+        "train": {("spider", "train"), ("synthetic", "train")},
+        "dev": {("synthetic", "dev")},
+        "test": {("spider", "dev"), ("synthetic", "test")},
+    }
+    assert sum(map(len, out.values())) == len(rows)
+
+
 def test_source_needs_a_split_on_every_pair() -> None:
     pairs = pairs_of(10, 3)
     pairs[4].row["split"] = None

@@ -74,6 +74,36 @@ def build_bird_release(root: Path) -> Path:
     return root
 
 
+def synsql_entry(db_id: str, question: str, sql: str, **extra: object) -> dict[str, object]:
+    return {"db_id": db_id, "question": question, "sql": sql, "cot": f"Think about {question}",
+            "external_knowledge": "", "sql_complexity": "Simple", "question_style": "Formal",
+            **extra}
+
+
+SYNSQL_DATA = [
+    synsql_entry("zoo", "How many animals?", "SELECT count(*) FROM animal",
+          external_knowledge="animals are rows of animal", sql_complexity="Moderate"),
+    synsql_entry("bad\nname", "Broken db_id?", "SELECT 1"),             # its tables.json entry is broken
+    synsql_entry("ghost", "No file?", "SELECT 1"),                      # its database file is missing
+    synsql_entry("farm", "Farm names?", "SELECT name FROM farm", cot=None),
+    synsql_entry("zoo", "", "SELECT 1"),                                # no question
+    synsql_entry("nowhere", "Unknown db?", "SELECT 1"),                 # not in tables.json
+    synsql_entry("farm", "Farm count?", "SELECT count(*) FROM farm", sql_complexity="Highly Complex"),
+]
+
+
+def build_synsql_release(root: Path) -> Path:
+    """SynSQL-2.5M's layout with what its release is known to break: a db_id with a newline in
+    tables.json, a database without its file, and entries that need them."""
+    make_sqlite(root / "databases/zoo/zoo.sqlite", "CREATE TABLE animal (id, name, age);")
+    make_sqlite(root / "databases/farm/farm.sqlite", "CREATE TABLE farm (id, name);")
+    tables = [{"db_id": d, "table_names_original": ["t"], "column_names_original": [[-1, "*"]]}
+              for d in ("zoo", "bad\nname", "ghost", "farm")]
+    write_json(root / "tables.json", tables)
+    write_json(root / "data.json", SYNSQL_DATA)
+    return root
+
+
 @pytest.fixture
 def spider_release() -> Builder:
     return build_spider_release
@@ -82,3 +112,8 @@ def spider_release() -> Builder:
 @pytest.fixture
 def bird_release() -> Builder:
     return build_bird_release
+
+
+@pytest.fixture
+def synsql_release() -> Builder:
+    return build_synsql_release

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipesql.io import DataError
-from pipesql.sources.raw import Example, database_path, read_examples, write_raw
+from pipesql.sources.raw import Example, database_ids, database_path, read_examples, write_raw
 
 
 def _db(path: Path) -> Path:
@@ -49,3 +49,14 @@ def test_read_names_line_of_bad_record(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match=r"examples.jsonl:2: missing \['gold_sql', 'question'\]; unknown \['colour'\]"):
         list(read_examples(tmp_path))
+
+
+def test_namespaced_db_ids_are_a_spider_layout_per_source(tmp_path: Path) -> None:
+    dbs = {"spider/shop": _db(tmp_path / "a.sqlite"), "bird/shop": _db(tmp_path / "b.sqlite"),
+           "plain": _db(tmp_path / "c.sqlite")}
+    examples = (Example(f"e{i}", db, "q", "s", source=db.split("/")[0]) for i, db in enumerate(dbs))
+    summary = write_raw(tmp_path / "raw", examples, dbs)  # a generator: consumed as a stream
+    assert summary["examples_by_source"] == {"bird": 1, "plain": 1, "spider": 1}
+    assert database_path(tmp_path / "raw", "bird/shop") == tmp_path / "raw/database/bird/shop/shop.sqlite"
+    assert database_ids(tmp_path / "raw") == ["bird/shop", "plain", "spider/shop"]
+    assert all(database_path(tmp_path / "raw", db).is_file() for db in database_ids(tmp_path / "raw"))

@@ -20,7 +20,7 @@ from pipesql.basemodel.chat_template import chatml_template
 from pipesql.io import DataError
 from pipesql.params.download import ScratchModelParams
 from pipesql.prompts import template_texts
-from pipesql.sources.raw import DATABASE_DIR, database_path, read_examples
+from pipesql.sources.raw import database_ids, database_path, read_examples
 
 PAD_TOKEN = "<|endoftext|>"   # never the EOS: padding is masked from the loss, so a model whose
 EOS_TOKEN = "<|im_end|>"      # pad is its EOS never sees a labelled end of turn and never stops
@@ -61,8 +61,7 @@ def tokenizer_corpus(raw_dir: Path) -> tuple[list[str], int]:
     the prompts' fixed wording (both repeated per example, as often as the text they frame)."""
     examples = [ex for _, ex in read_examples(raw_dir)]
     texts = [t for ex in examples for t in (ex.question, ex.evidence, ex.gold_sql) if t]
-    db_root = raw_dir / DATABASE_DIR
-    db_ids = sorted(p.name for p in db_root.iterdir() if p.is_dir()) if db_root.is_dir() else []
+    db_ids = database_ids(raw_dir)
     texts += [_schema_ddl(database_path(raw_dir, db_id)) for db_id in db_ids]
     texts += [*PIPE_SEED, *template_texts()] * max(1, len(examples))
     return texts, len(db_ids)

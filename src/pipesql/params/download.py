@@ -15,7 +15,7 @@ def _partial(info: ValidationInfo) -> bool:
 
 
 class SyntheticDataParams(Strict):
-    n_databases: int = Field(8, gt=0, le=64)       # domains cycle when more than the templates
+    n_databases: int = Field(8, gt=0, le=20_000)   # domains cycle (`concert_singer_2`) past the domains
     n_examples: int = Field(6000, gt=0)             # total question/SQL pairs across databases
     rows_per_table: int = Field(40, ge=5, le=100_000)
 
@@ -48,16 +48,31 @@ class HfDataParams(Strict):
         return self
 
 
-class DataParams(Strict):
-    source: Literal["synthetic", "spider", "bird", "url", "hf"] = "synthetic"
+class SynsqlDataParams(Strict):
+    """SynSQL-2.5M's release: data.json, tables.json, databases/<db_id>/<db_id>.sqlite."""
+
+    name: str | None = None                         # hub dataset id; null: the release at `path`
+    revision: str | None = None                     # hub: the commit to pin, so reruns are no-ops
+    max_examples: int | None = Field(None, gt=0)    # the first N usable entries of data.json
+
+
+SourceKind = Literal["synthetic", "spider", "bird", "url", "hf", "synsql"]
+ReleaseSplit = Literal["train", "dev", "test"]
+
+
+class SourceParams(Strict):
+    """One source: the single-source form of download.data, and each block of its `sources`."""
+
+    source: SourceKind = "synthetic"
     seed: int = 0
-    path: str | None = None                         # spider/bird: the official release directory
+    path: str | None = None                         # spider/bird/synsql: the release directory
     synthetic: SyntheticDataParams = SyntheticDataParams()
     url: UrlDataParams = UrlDataParams()
     hf: HfDataParams = HfDataParams()
+    synsql: SynsqlDataParams = SynsqlDataParams()
 
     @model_validator(mode="after")
-    def _source_needs(self, info: ValidationInfo) -> DataParams:
+    def _source_needs(self, info: ValidationInfo) -> SourceParams:
         if _partial(info):
             return self
         if self.source in ("spider", "bird") and not self.path:
@@ -66,6 +81,58 @@ class DataParams(Strict):
             raise ValueError("url.url and url.sha256 are required when source is 'url'")
         if self.source == "hf" and not (self.hf.name and self.hf.databases_path):
             raise ValueError("hf.name and hf.databases_path are required when source is 'hf'")
+        if self.source == "synsql" and not (self.path or self.synsql.name):
+            raise ValueError("path (a local release) or synsql.name (a hub dataset) is required"
+                             " when source is 'synsql'")
+        if self.source == "synsql" and not self.path and not self.synsql.revision:
+            raise ValueError("synsql.revision is required for a hub dataset (pin a commit hash,"
+                             " so a rerun fetches the same release)")
+        return self
+
+
+class SourceBlock(SourceParams):
+    """One of several sources; its `name` namespaces its db_ids and ids (`spider/concert_singer`)."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # default: `source`
+    splits: tuple[ReleaseSplit, ...] | None = None  # the release splits kept; null = all
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: object) -> object:
+        """An unknown key names the block's source, not only its index in the list."""
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                label = data.get("name") or data.get("source") or "synthetic"
+                raise ValueError(f"source {label!r}: unknown key {', '.join(map(repr, unknown))}"
+                                 f" (a source block takes: {', '.join(cls.model_fields)})")
+        return data
+
+    @property
+    def namespace(self) -> str:
+        return self.name or self.source
+
+
+class DataParams(SourceParams):
+    """One source (the keys of SourceParams), or several in `sources`, combined in one data/raw."""
+
+    sources: tuple[SourceBlock, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DataParams:
+        """With `sources`, the single-source keys must keep their defaults: a path set beside
+        the list would otherwise be silently ignored."""
+        if not self.sources:
+            return self
+        changed = [
+            key for key, field in SourceParams.model_fields.items()
+            if getattr(self, key) != field.get_default(call_default_factory=True)
+        ]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)}: not used when sources is set; move them into a source block"
+                " (sources: [{source: spider, path: /data/spider}, {source: bird, path: ...}])"
+            )
         return self
 
 

@@ -95,20 +95,39 @@ def resolve(overrides: Mapping[str, Any], source: Path | str, partial: bool = Fa
 
 
 def with_sets(overrides: Mapping[str, Any], sets: list[str]) -> dict[str, Any]:
-    """`overrides` with `-S key.path=value` assignments on top (values read as YAML, as DVC does)."""
+    """`overrides` with `-S key.path=value` assignments on top (values read as YAML, as DVC does).
+
+    A number indexes a list the overrides hold (`download.data.sources.0.path=/data/spider`)."""
     merged: dict[str, Any] = json.loads(json.dumps(overrides))  # a deep copy of plain data
     for assignment in sets:
         key, sep, raw = assignment.partition("=")
         if not sep or not key:
             raise ParamsError(f"-S {assignment!r}: expected key.path=value")
         *parents, leaf = key.split(".")
-        node = merged
+        node: Any = merged
         for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ParamsError(f"-S {assignment!r}: {part} is not a section")
-        node[leaf] = yaml.safe_load(raw)
+            node = _child(node, part, assignment)
+        if isinstance(node, list):
+            node[_index(node, leaf, assignment)] = yaml.safe_load(raw)
+        else:
+            node[leaf] = yaml.safe_load(raw)
     return merged
+
+
+def _child(node: Any, part: str, assignment: str) -> Any:
+    if isinstance(node, list):
+        child = node[_index(node, part, assignment)]
+    else:
+        child = node.setdefault(part, {})
+    if not isinstance(child, (dict, list)):
+        raise ParamsError(f"-S {assignment!r}: {part} is not a section")
+    return child
+
+
+def _index(node: list[Any], part: str, assignment: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ParamsError(f"-S {assignment!r}: {part} is not an index of a list of {len(node)}")
+    return int(part)
 
 
 def as_yaml(resolved: Mapping[str, Strict]) -> str:

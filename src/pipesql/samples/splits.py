@@ -2,7 +2,7 @@
 
 The unit is what must not leak. `database`: a test database is never seen in training, as Spider
 and BIRD evaluate. `question`: pairs asking the same question (case and spacing aside) stay
-together. `source`: the source's own splits. Ratios are of units, so with `database` they count
+together. `source`: each source's own splits. Ratios are of units, so with `database` they count
 databases, not pairs: the database is what the split keeps apart.
 """
 
@@ -77,26 +77,29 @@ _UNITS: dict[str, Callable[[Pair], str]] = {
 
 
 def _by_source(pairs: Sequence[Pair], params: SplitParams, path: Path) -> dict[str, list[Pair]]:
-    """The source's splits. Without a test split (Spider and BIRD keep theirs hidden), its dev
-    split is the test split, as their results are reported on dev. A split still missing is cut
-    from the source's train split by database, at the ratios of the splits being cut.
+    """Each source's own splits (pairs from several sources carry `source`; one source's do not).
+    A release without splits (synthetic, among several sources) is all train. A source without
+    a test split (Spider and BIRD keep theirs hidden) has its dev split tested
+    on, as their results are reported on dev. A split still missing from every source is cut
+    from the train split by database, at the ratios of the splits being cut.
     """
-    official: dict[str, list[Pair]] = {}
+    official: dict[str | None, dict[str, list[Pair]]] = {}
     for pair in pairs:
-        split = pair.row.get("split")
+        split = pair.row.get("split") or ("train" if pair.row.get("source") else None)
         if split not in SPLITS:
             raise DataError(
                 f"{path}:{pair.lineno}: tokenize.split.by is 'source' but the pair's split is"
                 f" {split!r} (expected one of {', '.join(SPLITS)}); use by: database"
             )
-        official.setdefault(split, []).append(pair)
+        official.setdefault(pair.row.get("source"), {}).setdefault(split, []).append(pair)
     out: dict[str, list[Pair]] = {name: [] for name in SPLITS}
-    out["train"] = official.get("train", [])
-    if "test" in official:
-        out["test"] = official["test"]
-        out["dev"] = official.get("dev", [])
-    elif "dev" in official:
-        out["test"] = official["dev"]
+    for own in official.values():
+        out["train"] += own.get("train", [])
+        if "test" in own:
+            out["test"] += own["test"]
+            out["dev"] += own.get("dev", [])
+        else:
+            out["test"] += own.get("dev", [])
     carved = [name for name in ("dev", "test") if not out[name]]
     if carved:
         ratios = {name: getattr(params.ratios, name) for name in ("train", *carved)}
