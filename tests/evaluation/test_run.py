@@ -4,6 +4,7 @@ metrics and plots, teacher-forced figures, and the stage script end to end on a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -56,6 +57,21 @@ def scripted(prompts: Sequence[Messages], max_new_tokens: int) -> list[str]:
         script = SCRIPTS[question]
         replies.append(script[min(step, len(script) - 1)])
     return replies
+
+
+def test_several_sources_get_figures_each(project: TinyProject) -> None:
+    """A run over several sources (download.data.sources) reports each source's rates; one source, none."""
+    params = EvalParams(generation=GenerationParams(max_steps=5))
+    examples = read_test_examples(project.samples, project.raw, params, progress=False)
+    schemas = {ex.row["db_id"]: "CREATE TABLE x (y INT);" for ex in examples}
+    generations = generate_queries(examples, schemas, scripted, "incremental", params.generation, progress=False)
+    scores = score_examples(examples, generations, params, progress=False)
+    assert "by_source" not in report(examples, generations, scores, "incremental").metrics
+    examples = [dataclasses.replace(ex, row={**ex.row, "source": "spider" if i < 2 else "bird"})
+                for i, ex in enumerate(examples)]
+    by_source = report(examples, generations, scores, "incremental").metrics["by_source"]
+    assert {k: (v["examples"], v["execution_accuracy"]) for k, v in by_source.items()} == {
+        "spider": (2, 1.0), "bird": (2, 0.0)}
 
 
 def test_scripted_answers_become_metrics_predictions_and_plots(project: TinyProject) -> None:

@@ -351,6 +351,9 @@ def report(
         "by_difficulty": by_difficulty,
         "by_num_ops": by_num_ops,
     }
+    sources = [ex.row.get("source") for ex in scored]
+    if len(set(sources)) > 1:  # several sources in one run (download.data.sources): each its own figures
+        metrics["by_source"] = rates_by(scores, [str(source) for source in sources])
     if consistency is not None:
         sc_scores = [c.score for c in consistency]
         metrics["self_consistency"] = {
