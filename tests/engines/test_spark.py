@@ -66,7 +66,7 @@ def test_a_runaway_query_times_out_and_the_session_still_works(tmp_path: Path, s
     start = time.monotonic()
     with pytest.raises(ExecutionError) as raised:
         spark.run(big, "FROM t AS x |> CROSS JOIN t AS y |> CROSS JOIN t AS z "
-                       "|> WHERE x.a + y.a = z.a + 1 |> AGGREGATE COUNT(*)", timeout_s=2)
+                       "|> WHERE x.a < y.a AND y.a < z.a |> AGGREGATE COUNT(*)", timeout_s=2)
     assert raised.value.category == "timeout"
     assert time.monotonic() - start < 30
     assert spark.run(big, "FROM t |> AGGREGATE COUNT(*)", timeout_s=60).rows == ((3000,),)
