@@ -59,13 +59,18 @@ def scripted(prompts: Sequence[Messages], max_new_tokens: int) -> list[str]:
     return replies
 
 
-def test_several_sources_get_figures_each(project: TinyProject) -> None:
-    """A run over several sources (download.data.sources) reports each source's rates; one source, none."""
+def _scripted_run(project: TinyProject) -> tuple[list, list, list]:
+    """The tiny project's test examples answered by `scripted`, and their scores."""
     params = EvalParams(generation=GenerationParams(max_steps=5))
     examples = read_test_examples(project.samples, project.raw, params, progress=False)
     schemas = {ex.row["db_id"]: "CREATE TABLE x (y INT);" for ex in examples}
     generations = generate_queries(examples, schemas, scripted, "incremental", params.generation, progress=False)
-    scores = score_examples(examples, generations, params, progress=False)
+    return examples, generations, score_examples(examples, generations, params, progress=False)
+
+
+def test_several_sources_get_figures_each(project: TinyProject) -> None:
+    """A run over several sources (download.data.sources) reports each source's rates; one source, none."""
+    examples, generations, scores = _scripted_run(project)
     assert "by_source" not in report(examples, generations, scores, "incremental").metrics
     examples = [dataclasses.replace(ex, row={**ex.row, "source": "spider" if i < 2 else "bird"})
                 for i, ex in enumerate(examples)]
@@ -75,11 +80,7 @@ def test_several_sources_get_figures_each(project: TinyProject) -> None:
 
 
 def test_scripted_answers_become_metrics_predictions_and_plots(project: TinyProject) -> None:
-    params = EvalParams(generation=GenerationParams(max_steps=5))
-    examples = read_test_examples(project.samples, project.raw, params, progress=False)
-    schemas = {ex.row["db_id"]: "CREATE TABLE x (y INT);" for ex in examples}
-    generations = generate_queries(examples, schemas, scripted, "incremental", params.generation, progress=False)
-    scores = score_examples(examples, generations, params, progress=False)
+    examples, generations, scores = _scripted_run(project)
     result = report(examples, generations, scores, "incremental")
 
     m = result.metrics
