@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from transformers import (
 
 from pipesql.params.base import ParamsError
 from pipesql.params.train import TrainParams
+from pipesql.prompts.contract import CONTRACT_FILE
 from pipesql.training.checkpoints import COMPLETE_MARKER, RUN_RECORD, read_record
 from pipesql.training.train import CONFIG_FILE, RollbackPending, TrainingDiverged, train
 
@@ -276,6 +278,7 @@ def test_packing_gives_the_same_first_step_loss(
     splits = load_from_disk(str(tiny_samples))
     splits["train"] = splits["train"].select(range(4))
     splits.save_to_disk(four)
+    shutil.copy(tiny_samples / CONTRACT_FILE, four / CONTRACT_FILE)  # the adapter carries it
     first_losses = {}
     for packing in (False, True):
         params = tiny_params(packing=packing, max_steps=1)
