@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sql.test_decompile import EXECUTED, SCHEMA, Case
+from sql.test_decompile import EXECUTED, Case, write_fixture_db
 
 from pipesql.engines import spark as spark_module
 from pipesql.engines.spark import EngineError, SparkEngine, SparkQueryError
@@ -22,12 +22,7 @@ SPARK_CASES = [c for c in EXECUTED if "no-spark" not in c.notes]
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("spark") / "fixture.sqlite"
-    conn = sqlite3.connect(path)
-    conn.executescript(SCHEMA)
-    conn.commit()
-    conn.close()
-    return path
+    return write_fixture_db(tmp_path_factory.mktemp("spark") / "fixture.sqlite")
 
 
 @pytest.mark.parametrize("case", SPARK_CASES, ids=[c.title for c in SPARK_CASES])

@@ -56,14 +56,18 @@ INSERT INTO assignment VALUES (1, 3, 10), (2, 3, 20), (3, 1, 35), (3, 2, 5), (4,
 """
 
 
-@pytest.fixture(scope="session")
-def fixture_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("decompile") / "fixture.sqlite"
+def write_fixture_db(path: Path) -> Path:
+    """SCHEMA's tables and rows at path: the database every fixture case runs on (here and on Spark)."""
     conn = sqlite3.connect(path)
     conn.executescript(SCHEMA)
     conn.commit()
     conn.close()
     return path
+
+
+@pytest.fixture(scope="session")
+def fixture_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fixture_db(tmp_path_factory.mktemp("decompile") / "fixture.sqlite")
 
 
 @dataclass(frozen=True)
