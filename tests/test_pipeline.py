@@ -24,9 +24,9 @@ from project import REPO_ROOT, S3Server, copy_project, dvc, run
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("download@data", "download@model", "golden_pairs", "tokenize", "train", "eval", "merge")
+STAGES = ("download@data", "download@model", "golden_pairs", "tokenize", "train", "eval", "eval_agent", "merge")
 DATA_STAGES = ("download@data", "download@model", "golden_pairs", "tokenize")
-MODEL_STAGES = ("train", "eval", "merge")
+MODEL_STAGES = ("train", "eval", "eval_agent", "merge")
 # Every stage of the default pipeline, each as small as its params allow, so that a full
 # `dvc repro` is about a minute on 2 cores (mostly the imports of torch and transformers).
 SHRUNK: dict[str, Any] = {
@@ -42,7 +42,8 @@ SHRUNK: dict[str, Any] = {
     "train": {"max_steps": 3, "batch_size": 2, "learning_rate": 1.0e-2, "lora": {"r": 4, "alpha": 8.0},
               "eval_steps": 3, "save_steps": 3, "eval_max_samples": 4, "eval_batch_size": 4},
     "eval": {"max_examples": 4, "print_examples": 1,
-             "generation": {"batch_size": 8, "max_steps": 3, "max_new_tokens_step": 16}},
+             "generation": {"batch_size": 8, "max_steps": 3, "max_new_tokens_step": 16},
+             "agent": {"max_turns": 2, "max_new_tokens_turn": 16}},
     "merge": {"check_prompts": 1, "check_max_tokens": 64},
 }
 QUEUE_TIMEOUT_S = 420
@@ -126,15 +127,19 @@ def test_second_repro_runs_nothing(project: tuple[Path, Any]) -> None:
     assert "Data and pipelines are up to date." in again.stdout
 
 
-def test_an_eval_param_reruns_only_eval(project: tuple[Path, Any]) -> None:
+def test_an_eval_param_reruns_only_the_eval_stage_that_reads_it(project: tuple[Path, Any]) -> None:
     proj, _ = project
-    current = yaml.safe_load((proj / "params.yaml").read_text())["eval"]["print_examples"]
-    _set_param(proj, "eval.print_examples", current + 1)  # eval's params are `eval` (and three tokenize keys)
-    proc = dvc(["repro"], proj)
-    log = _stage_log(proc)
-    assert _ran(log) == {"eval"}, _show(proc)
-    assert set(log) == set(STAGES), _show(proc)
-    _commit(proj, "eval.print_examples")
+    current = yaml.safe_load((proj / "params.yaml").read_text())["eval"]
+    for key, value, stage in (
+        ("eval.teacher_forced_batch_size", current["teacher_forced_batch_size"] + 1, "eval"),
+        ("eval.agent.max_turns", current["agent"]["max_turns"] + 1, "eval_agent"),
+    ):
+        _set_param(proj, key, value)
+        proc = dvc(["repro"], proj)
+        log = _stage_log(proc)
+        assert _ran(log) == {stage}, (key, _show(proc))
+        assert set(log) == set(STAGES), _show(proc)
+        _commit(proj, key)
 
 
 def test_experiment_on_a_train_param_reruns_train_eval_merge(project: tuple[Path, Any]) -> None:

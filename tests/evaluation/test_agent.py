@@ -292,30 +292,37 @@ def test_the_real_generator_renders_the_tools_and_caches_their_system_turn(
 
 
 @pytest.mark.slow
-def test_the_eval_stage_with_the_agent_protocol(project: TinyProject, random_lora: Path, tmp_path: Path) -> None:
-    """`python -m stages.eval --traces` with eval.protocol agent: a trace per test query, the tool
-    figures beside the accuracies (whatever a random model does with the tools)."""
+def test_the_eval_agent_stage(project: TinyProject, random_lora: Path, tmp_path: Path) -> None:
+    """dvc.yaml's eval_agent command, as written there: the agent protocol whatever eval.protocol
+    says, its own metrics file with the tool figures (whatever a random model does with the
+    tools) and no teacher-forced figures, and a trace per test query."""
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["tokenize"] = project.tokenize_params.model_dump(mode="json", by_alias=True)
-    params["eval"] |= {"protocol": "agent", "agent": {"max_turns": 2, "max_new_tokens_turn": 16, "rows_shown": None}}
+    params["eval"] |= {"protocol": "full", "agent": {"max_turns": 2, "max_new_tokens_turn": 16, "rows_shown": None}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    inputs = {"models/base": project.base, "models/adapter": random_lora, "data/samples": project.samples,
+              "data/raw": project.raw}
+    cmd = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]["eval_agent"]["cmd"].split()
+    assert cmd[:3] == ["python", "-m", "stages.eval"]
     # this checkout's source first, whichever one the environment installed; one thread: see tinyrun
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "src")]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "stages.eval", str(project.base), str(random_lora), str(project.samples),
-         str(project.raw), "--predictions", "data/eval/predictions.jsonl", "--plots", "metrics/eval_plots",
-         "--traces", "data/eval/traces.jsonl"],
+        [sys.executable, *cmd[1:3], *(str(inputs.get(arg, arg)) for arg in cmd[3:])],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics" / "eval.json").read_text())
+    assert not (tmp_path / "metrics" / "eval.json").exists()
+    metrics = json.loads((tmp_path / "metrics" / "eval_agent.json").read_text())
     assert metrics["protocol"] == "agent" and metrics["examples"] == 4
+    assert "loss" not in metrics and "teacher_forced" not in metrics
     assert set(metrics["agent"]) >= {"tool_calls_per_query", "tool_calls_per_query_by_tool", "invalid_calls",
                                      "hit_turn_limit", "answered_by_execute_share"}
     assert sum(metrics["agent"]["answer_sources"].values()) == 4
-    traces = [json.loads(line) for line in (tmp_path / "data" / "eval" / "traces.jsonl").read_text().splitlines()]
-    predictions = [json.loads(line) for line in (tmp_path / "data" / "eval" / "predictions.jsonl").read_text().splitlines()]
+    out = tmp_path / "data" / "eval"
+    traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    predictions = [json.loads(line) for line in (out / "agent_predictions.jsonl").read_text().splitlines()]
     assert [t["id"] for t in traces] == [p["id"] for p in predictions]
     assert [t["answer"] for t in traces] == [p["prediction"] for p in predictions]
     assert all(1 <= t["turns"] <= 2 and t["messages"][0]["role"] == "system" for t in traces)
+    assert (tmp_path / "metrics" / "eval_agent_plots" / "execution_accuracy_by_difficulty.json").exists()
     assert "agent: {" in proc.stdout

@@ -115,16 +115,19 @@ def evaluate(
     samples_dir: Path,
     raw_dir: Path,
     progress: bool = True,
+    with_teacher_forced: bool = True,
 ) -> EvalResult:
-    """Teacher-forced figures, then generation and scoring, on the test pairs (eval.max_examples of them)."""
+    """Teacher-forced figures (unless left to another protocol's run of the same model), then
+    generation and scoring, on the test pairs (eval.max_examples of them)."""
     examples = read_test_examples(Path(samples_dir), Path(raw_dir), params, progress)
     scored = [ex for ex in examples if ex.gold is not None]
     protocol = resolve_protocol(params.protocol, tokenize_params.mode)
     dtype = resolve_dtype(params.dtype)
     model, tokenizer = load_model(Path(base_dir), adapter_dir, dtype)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    samples = read_test_samples(Path(samples_dir), {str(ex.row["id"]) for ex in scored})
-    figures = teacher_forced(model, samples, params.teacher_forced_batch_size, pad_id, progress)
+    if with_teacher_forced:
+        samples = read_test_samples(Path(samples_dir), {str(ex.row["id"]) for ex in scored})
+        figures = teacher_forced(model, samples, params.teacher_forced_batch_size, pad_id, progress)
     db_paths = {ex.row["db_id"]: ex.db_path for ex in scored}
     schemas = {db_id: schema_text(path, tokenize_params, tokenizer) for db_id, path in db_paths.items()}
     # agent protocol: the tools in every prompt, and the tool loop instead of one reply
@@ -165,11 +168,14 @@ def evaluate(
         result.metrics["engines"] = sqlite | engine_accuracy(
             on_engines, params.engines, timeout_s=params.timeout_s, max_rows=params.max_rows,
             float_tol=params.float_tol, progress=progress)
+    if with_teacher_forced:
+        result.metrics |= {
+            "loss": figures["loss"],
+            "perplexity": figures["perplexity"],
+            "token_accuracy": figures["token_accuracy"],
+            "teacher_forced": {k: figures[k] for k in ("samples", "tokens", "by_kind")},
+        }
     result.metrics |= {
-        "loss": figures["loss"],
-        "perplexity": figures["perplexity"],
-        "token_accuracy": figures["token_accuracy"],
-        "teacher_forced": {k: figures[k] for k in ("samples", "tokens", "by_kind")},
         "generation": {
             "seconds": round(seconds, 1),
             "queries_per_s": round(len(scored) / seconds, 3) if seconds else None,
