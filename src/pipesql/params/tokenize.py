@@ -46,7 +46,7 @@ class SchemaParams(Strict):
 class TokenizeParams(Strict):
     split: SplitParams = SplitParams()
     mode: Literal["incremental", "full", "both"] = "full"
-    tool_ratio: float = Field(0.0, ge=0, le=1)      # share of pairs that also get a tool sample
+    tool_ratio: float = Field(0.03, ge=0, le=1)      # share of pairs that also get a tool sample
     tool_max_rows: int = Field(5, gt=0)             # result rows a tool call shows the model
     reasoning: bool = False                         # chain-of-thought, where present, before SQL
     max_length: int = Field(2048, gt=0)             # longer samples are dropped, never truncated
