@@ -31,13 +31,13 @@ class AgentParams(Strict):
     """The agent protocol's budgets: the model calls the tools it was trained on, then answers."""
 
     max_turns: int = Field(10, gt=0)                # replies per question, the answer included
-    max_new_tokens_turn: int = Field(512, gt=0)     # one reply: tool calls, or the answer
+    max_new_tokens_turn: int = Field(256, gt=0)     # one reply: tool calls, or the answer
     rows_shown: int | None = Field(None, gt=0)      # result rows a tool shows; null: tokenize.tool_max_rows, as trained
 
 
 class EvalParams(Strict):
     protocol: Literal["auto", "incremental", "full", "agent"] = "auto"  # auto: as tokenize.mode (both: incremental)
-    max_examples: int | None = Field(None, gt=0)    # a sample of N test pairs, by database; null = all
+    max_examples: int | None = Field(300, gt=0)    # a sample of N test pairs, by database; null = all
     sample_seed: int = 0                            # which max_examples pairs are drawn
     print_examples: int = Field(3, ge=0)            # predictions shown in the log
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 > fp16 on GPU, fp32 on CPU
