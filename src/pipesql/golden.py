@@ -3,7 +3,9 @@
 Everything the model learns comes from these pairs, so a pair is kept only when its pipe SQL,
 lowered to SQLite, returns the same result as the gold SQL on the example's own database, and
 then, for each further engine of `golden_pairs.engines` (Spark), when the pipe SQL itself runs
-there and returns the same rows. Every other outcome is a rejection with a category (and the
+there and returns the gold's rows: SQLite's, or where the engine answers the gold itself otherwise
+(ties under LIMIT broken another way, SQLite's integer division and cross-type comparisons), the
+gold's rows on that engine, so that the pair is proved faithful on each. Every other outcome is a rejection with a category (and the
 engine that rejected it), so one bad example never stops the run; an engine that cannot start
 stops it before anything is written.
 """
@@ -15,7 +17,7 @@ import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,8 @@ class Outcome:
     error: str | None = None
     engine: str = "sqlite"        # the engine whose run decided a rejection
     error_class: str | None = None  # the engine's own error class (Spark's condition)
+    # engines where the gold and the pipe SQL agree with each other but not with SQLite's rows
+    differs_from_sqlite: tuple[str, ...] = ()
 
     @property
     def is_kept(self) -> bool:
@@ -67,7 +71,8 @@ class Outcome:
     def to_json(self) -> dict[str, Any]:
         row = self.example.to_json()
         if self.is_kept:
-            return {**row, "pipe_sql": self.pipe_sql, "ops": list(self.ops)}
+            differs = {"differs_from_sqlite": list(self.differs_from_sqlite)} if self.differs_from_sqlite else {}
+            return {**row, "pipe_sql": self.pipe_sql, "ops": list(self.ops), **differs}
         extra = {"pipe_sql": self.pipe_sql} if self.pipe_sql else {}
         engine = {"engine": self.engine, "error_class": self.error_class} if self.engine != "sqlite" else {}
         return {**row, **extra, "category": self.category, "error": self.error, **engine}
@@ -125,6 +130,8 @@ class GoldenResult:
             "kept": len(later),
             "pass_rate": round(len(later) / checked, 4) if checked else 0.0,
             "pass_rate_of_portable_golds": round(len(later) / gold_runs, 4) if gold_runs else 0.0,
+            # kept on the gold's own rows there, which differ from SQLite's
+            "differs_from_sqlite": sum(engine in o.differs_from_sqlite for o in later),
             "rejected": {c: rejected[c] for c in ENGINE_CATEGORIES},
             "error_classes": dict(Counter(o.error_class for o in mine if o.error_class).most_common()),
         }
@@ -156,8 +163,9 @@ def check_on_engine(
 ) -> None:
     """Run each kept pair's pipe SQL on `engine` (one session, databases in turn), in place.
 
-    A pair is kept when the rows match the gold's SQLite rows; when the pipe SQL fails, the gold
-    is run there too, to tell an unportable gold from our own unportable spelling.
+    A pair is kept when the rows match the gold's SQLite rows, or else the gold's rows on the
+    engine; when the pipe SQL fails, the gold is run there too, to tell an unportable gold from
+    our own unportable spelling.
     """
     from pipesql.engines import open_engine
 
@@ -185,10 +193,19 @@ def _engine_verdict(outcome: Outcome, runner: Any, raw_dir: Path, params: Golden
         except ExecutionError:
             category = "gold_error"
         return reject(category=category, error=f"{runner.name} pipe: {e}", error_class=error_class)
-    if not results_match(gold, pred, ordered=is_ordered(example.gold_sql), float_tol=params.float_tol):
+    ordered = is_ordered(example.gold_sql)
+    if results_match(gold, pred, ordered=ordered, float_tol=params.float_tol):
+        return outcome
+    try:
+        engine_gold = runner.run(db_path, example.gold_sql, **limits)
+    except ExecutionError:
+        engine_gold = None
+    if engine_gold is None or not results_match(engine_gold, pred, ordered=ordered, float_tol=params.float_tol):
+        on_engine = "fails" if engine_gold is None else f"{len(engine_gold.rows)} rows"
         return reject(category="mismatch",
-                      error=f"{runner.name}: gold {len(gold.rows)} rows, pipe {len(pred.rows)} rows differ")
-    return outcome
+                      error=f"{runner.name}: pipe {len(pred.rows)} rows differ from the gold's "
+                            f"(SQLite {len(gold.rows)} rows, {runner.name} {on_engine})")
+    return replace(outcome, differs_from_sqlite=(*outcome.differs_from_sqlite, runner.name))
 
 
 def validate_example(example: Example, raw_dir: Path, params: GoldenPairsParams) -> Outcome:

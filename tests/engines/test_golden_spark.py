@@ -23,8 +23,12 @@ CASES = {
     "SELECT name FROM item WHERE price > 3": (None, None),
     "SELECT DISTINCT kind FROM item": ("FROM item |> SELECT kind |> DISTINCT", "exec_error"),
     "SELECT kind, name FROM item GROUP BY kind": ("FROM item |> AGGREGATE name GROUP BY kind", "gold_error"),
-    # SQLite divides integers to an integer (1), Spark to a double (1.5)
-    "SELECT id / 2 FROM item WHERE id = 3": ("FROM item |> WHERE id = 3 |> SELECT id / 2", "mismatch"),
+    # SQLite divides integers to an integer (1), Spark to a double (1.5): the gold too, so the
+    # pair is faithful on both and kept, counted as differing from SQLite
+    "SELECT id / 2 FROM item WHERE id = 3": ("FROM item |> WHERE id = 3 |> SELECT id / 2", None),
+    # 1 on SQLite as the gold; 1 on Spark where the gold gives 1.5: not what the gold says there
+    "SELECT id / 2 FROM item WHERE id = 5": (
+        "FROM item |> WHERE id = 5 |> SELECT CAST(id / 2 AS INT)", "mismatch"),
 }
 
 
@@ -71,18 +75,25 @@ def test_spark_verdicts_metrics_and_rejected_rows(
     assert {o.error_class for o in spark_rejected if o.category != "mismatch"} == {
         "PARSE_SYNTAX_ERROR", "PIPE_OPERATOR_AGGREGATE_EXPRESSION_CONTAINS_NO_AGGREGATE_FUNCTION"}
 
+    differs = {o.example.gold_sql: o.differs_from_sqlite for o in result.kept}
+    assert differs == {"SELECT name FROM item WHERE price > 3": (),
+                       "SELECT id / 2 FROM item WHERE id = 3": ("spark",)}
+
     metrics = result.metrics
-    assert metrics["kept"] == 1 and metrics["coverage"] == 0.25
-    assert metrics["rejected"]["mismatch"] == 0  # SQLite's own verdicts: it proved all four
-    assert metrics["engines"]["sqlite"] == {"kept": 4}
+    assert metrics["kept"] == 2 and metrics["coverage"] == 0.4
+    assert metrics["rejected"]["mismatch"] == 0  # SQLite's own verdicts: it proved all five
+    assert metrics["engines"]["sqlite"] == {"kept": 5}
     spark_metrics = metrics["engines"]["spark"]
-    assert spark_metrics["checked"] == 4 and spark_metrics["kept"] == 1
+    assert spark_metrics["checked"] == 5 and spark_metrics["kept"] == 2
+    assert spark_metrics["differs_from_sqlite"] == 1
     assert spark_metrics["rejected"] == {c: int(c != "timeout") for c in ENGINE_CATEGORIES}
-    assert spark_metrics["pass_rate_of_portable_golds"] == round(1 / 3, 4)
+    assert spark_metrics["pass_rate_of_portable_golds"] == 0.5
 
     result.write(tmp_path / "golden")
     rejected = (tmp_path / "golden" / golden.REJECTED_FILE).read_text().splitlines()
     assert any('"engine": "spark"' in r and '"error_class": "PARSE_SYNTAX_ERROR"' in r for r in rejected)
+    pairs = (tmp_path / "golden" / golden.PAIRS_FILE).read_text().splitlines()
+    assert ['"differs_from_sqlite": ["spark"]' in p for p in pairs] == [False, True]
 
 
 def test_an_engine_that_cannot_start_stops_the_stage_before_anything_is_written(

@@ -49,6 +49,10 @@ def test_accuracy_and_failures_per_engine(monkeypatch: pytest.MonkeyPatch, tmp_p
         "wrong": ((3,),),
         "rejected": Rejected("PARSE_SYNTAX_ERROR"),
         "slow": ExecutionError("timed out", "timeout"),
+        # the engine answers the gold otherwise than SQLite: the prediction agrees with it there
+        "engine's answer": ((5,),),
+        "gold on the engine": ((5,),),
+        "gold that fails there": Rejected("MISSING_AGGREGATION"),
     })
     monkeypatch.setattr(pipesql.engines, "open_engine", lambda name: engine)
     predictions = [
@@ -58,13 +62,17 @@ def test_accuracy_and_failures_per_engine(monkeypatch: pytest.MonkeyPatch, tmp_p
         Prediction(tmp_path, "rejected", gold, ordered=False),
         Prediction(tmp_path, "slow", gold, ordered=False),
         Prediction(tmp_path, "  ", gold, ordered=False),
+        Prediction(tmp_path, "engine's answer", gold, False, gold_sql="gold on the engine"),
+        Prediction(tmp_path, "wrong", gold, False, gold_sql="gold on the engine"),
+        Prediction(tmp_path, "engine's answer", gold, False, gold_sql="gold that fails there"),
     ]
     figures = engine_accuracy(predictions, ("sqlite", "spark"), timeout_s=1, max_rows=10,
                               float_tol=1e-6, progress=False)
     assert figures == {"spark": {
-        "examples": 6,
-        "execution_accuracy": round(1 / 6, 4),
-        "failures": {"mismatch": 2, "PARSE_SYNTAX_ERROR": 1, "timeout": 1, "empty": 1},
+        "examples": 9,
+        "execution_accuracy": round(2 / 9, 4),
+        "differs_from_sqlite": 1,
+        "failures": {"mismatch": 4, "PARSE_SYNTAX_ERROR": 1, "timeout": 1, "empty": 1},
     }}
     assert engine.closed
 

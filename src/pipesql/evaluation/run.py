@@ -162,7 +162,7 @@ def evaluate(
         result.metrics["agent"] = tool_metrics(traces)
         result.traces = [trace.row() for trace in traces]
     if len(params.engines) > 1:  # eval.engines: execution accuracy on real pipe engines
-        on_engines = [Prediction(ex.db_path, g.query, ex.gold.result, ex.gold.ordered)
+        on_engines = [Prediction(ex.db_path, g.query, ex.gold.result, ex.gold.ordered, ex.row["gold_sql"])
                       for ex, g in zip(scored, generations, strict=True)]
         sqlite = {"sqlite": {"execution_accuracy": result.metrics["execution_accuracy"]}}
         result.metrics["engines"] = sqlite | engine_accuracy(

@@ -471,7 +471,8 @@ def _finishing_ops(
     `SELECT name FROM t ORDER BY age LIMIT 1` -> `ORDER BY age |> LIMIT 1 |> SELECT name`: a pipe
     ORDER BY after SELECT sees only the selected columns. `projection` None keeps all columns;
     `order_first` puts ORDER BY before the projection whatever it needs, except after DISTINCT,
-    which promises no order: there ORDER BY follows whenever the selected columns suffice.
+    which promises no order: there ORDER BY follows the selected columns, and a DISTINCT query
+    ordered by a column it drops is refused (standard SQL rejects it; SQLite's order is its own).
     """
     limit_op = [limit] if limit else []
     if projection is None:
@@ -486,7 +487,9 @@ def _finishing_ops(
     if after is not None:
         return [project, after, *limit_op]
     if distinct:
-        return [order, project, *limit_op]
+        raise DecompileError(
+            "SELECT DISTINCT ordered by a column it does not select: no order is defined", "unsupported"
+        )
     if limit and project.find(exp.Window):
         extend, project = _windows_extended(project, order)
         return [extend, order, limit, project]
