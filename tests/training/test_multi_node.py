@@ -1,0 +1,161 @@
+"""launch: multi_node as two machines on loopback: two stage commands, each its own torchrun with
+--nnodes 2 and one process, meeting on 127.0.0.1 over gloo; the checkpoint directory is shared,
+as the README asks of real machines, and each "machine" has its own working directory.
+
+What this proves: the rendezvous, world size 2 across two launchers, the ranks' weights equal after
+the last step, outputs from rank 0 only, and a killed machine ending the other within a bound.
+What it does not: a real network, NCCL, DeepSpeed across hosts (no GPUs here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from pipesql.params.train import TrainParams
+
+pytestmark = pytest.mark.slow
+REPO_ROOT = Path(__file__).resolve().parents[2]
+Params = Callable[..., TrainParams]
+TIMEOUT_S = 30  # train.nodes.timeout_s here: how long a survivor may wait for a dead peer
+
+# The stage with two test callbacks: each rank saves its trainable weights at the end, and with
+# PAUSE_AT_STEP set rank 1 reports that step and stalls there, so the test can kill its machine.
+_DRIVER = """
+import os, time
+from pathlib import Path
+import torch
+from transformers import TrainerCallback
+from pipesql.stage import run_stage
+from stages.train import main
+
+OUT = Path(os.environ["TWO_NODES_OUT"])
+
+class Weights(TrainerCallback):
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        rank = int(os.environ["RANK"])
+        trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        torch.save(trained, OUT / f"weights-rank{rank}.pt")
+
+class Stall(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if os.environ.get("RANK") == "1" and state.global_step == int(os.environ.get("PAUSE_AT_STEP", 0)):
+            (OUT / "rank1-paused").write_text(str(os.getpid()))
+            time.sleep(600)
+
+if __name__ == "__main__":
+    run_stage(lambda: main([Weights(), Stall()]))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_nodes(params: Params, samples: Path, base: Path, root: Path, **env: str) -> list[subprocess.Popen[str]]:
+    """Two stage commands, as two machines would run them: the same but for train.nodes.rank."""
+    shared = root / "shared"
+    shared.mkdir(exist_ok=True)
+    (shared / "two_nodes.py").write_text(_DRIVER)
+    port = _free_port()
+    nodes = []
+    for rank in (0, 1):
+        cwd = root / f"node{rank}"
+        cwd.mkdir()
+        train = params(launch="multi_node", processes=1, max_steps=4, batch_size=2, nodes={
+            "profile": "cpu_ddp", "count": 2, "rank": rank, "address": "127.0.0.1", "port": port,
+            "timeout_s": TIMEOUT_S,
+        })
+        (cwd / "params.yaml").write_text(yaml.safe_dump({"train": train.model_dump(mode="json")}))
+        command = [
+            sys.executable, "-m", "two_nodes", str(samples), str(base), "models/adapter",
+            "--checkpoints", str(shared / "checkpoints"), "--plots", "dvclive/train",
+            "--launch-configs", str(REPO_ROOT / "configs" / "accelerate"),
+        ]
+        node_env = {k: v for k, v in os.environ.items() if k != "PIPESQL_TRAIN_LAUNCHED"}
+        node_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(shared), str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
+        )
+        node_env.update(TWO_NODES_OUT=str(shared), **env)
+        nodes.append(subprocess.Popen(command, cwd=cwd, env=node_env, text=True, start_new_session=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    return nodes
+
+
+def _finish(node: subprocess.Popen[str], timeout: float) -> str:
+    try:
+        out, _ = node.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(node.pid, signal.SIGKILL)
+        out, _ = node.communicate()
+        pytest.fail(f"node did not end within {timeout}s:\n{out[-3000:]}")
+    return out
+
+
+def test_two_machines_on_loopback_train_as_one(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    nodes = _start_nodes(tiny_params, tiny_samples, tiny_base, tmp_path)
+    outputs = [_finish(node, 240) for node in nodes]
+    for node, out in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, out[-3000:]
+    assert "--nnodes=2" in outputs[0] and "--node_rank=1" in outputs[1]
+    node0, node1, shared = tmp_path / "node0", tmp_path / "node1", tmp_path / "shared"
+    metrics = json.loads((node0 / "metrics" / "train.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == 4
+    # outputs written once, by rank 0; rank 1 wrote only its part of each checkpoint
+    assert (node0 / "models" / "adapter" / "adapter_model.safetensors").is_file()
+    assert (node0 / "dvclive" / "train" / "plots").is_dir()
+    assert sorted(p.name for p in node1.iterdir()) == ["params.yaml"]
+    assert (shared / "checkpoints" / "checkpoint-4" / "rng_state_1.pth").is_file()
+    # the ranks' weights are the same after the last step, and the adapter holds them
+    ranks = [torch.load(shared / f"weights-rank{r}.pt") for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys() and ranks[0]
+    for name, weight in ranks[0].items():
+        assert torch.equal(weight, ranks[1][name]), name
+    saved = load_file(node0 / "models" / "adapter" / "adapter_model.safetensors")
+    lora_b = [n for n in ranks[0] if "lora_B" in n]
+    assert lora_b and all(ranks[0][n].abs().sum() > 0 for n in lora_b)  # trained, not the zero init
+    for name in (n for n in ranks[0] if "lora_" in n):
+        assert torch.equal(saved[name.replace(".default", "")], ranks[0][name]), name
+
+
+def test_a_killed_machine_ends_the_other_with_a_clear_error(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    nodes = _start_nodes(tiny_params, tiny_samples, tiny_base, tmp_path, PAUSE_AT_STEP="2")
+    paused = tmp_path / "shared" / "rank1-paused"
+    deadline = time.monotonic() + 240
+    while not paused.is_file():
+        if time.monotonic() > deadline or any(node.poll() is not None for node in nodes):
+            for node in nodes:
+                os.killpg(node.pid, signal.SIGKILL)
+            pytest.fail("rank 1 never reached step 2:\n" + "\n".join(n.communicate()[0][-2000:] for n in nodes))
+        time.sleep(0.2)
+    # machine 1 goes away: its stage and launcher, and its training process (torchrun starts that
+    # in a session of its own)
+    os.killpg(nodes[1].pid, signal.SIGKILL)
+    os.kill(int(paused.read_text()), signal.SIGKILL)
+    killed = time.monotonic()
+    out = _finish(nodes[0], TIMEOUT_S + 60)
+    nodes[1].communicate()
+    assert time.monotonic() - killed < TIMEOUT_S, out[-3000:]  # gloo sees the closed socket (~5 s here)
+    assert nodes[0].returncode == 1, out[-3000:]
+    assert "Connection closed by peer [127.0.0.1]" in out  # the log names the peer
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("error: training ended with status 1 on machine 0 of 2 (rendezvous 127.0.0.1:"), out[-3000:]
+    assert not (tmp_path / "node0" / "models").exists()
