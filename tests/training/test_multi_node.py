@@ -66,24 +66,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_nodes(params: Params, samples: Path, base: Path, root: Path, **env: str) -> list[subprocess.Popen[str]]:
-    """Two stage commands, as two machines would run them: the same but for train.nodes.rank."""
+def _start_nodes(
+    params: Params, samples: Path, base: Path, root: Path, ranks: tuple[int, ...] = (0, 1), shared_dir: bool = True,
+    timeout_s: int = TIMEOUT_S, **env: str,
+) -> list[subprocess.Popen[str]]:
+    """Stage commands, as two machines would run them: the same but for train.nodes.rank; the
+    checkpoint directory shared, or (shared_dir False) each machine's own."""
     shared = root / "shared"
     shared.mkdir(exist_ok=True)
     (shared / "two_nodes.py").write_text(_DRIVER)
     port = _free_port()
     nodes = []
-    for rank in (0, 1):
+    for rank in ranks:
         cwd = root / f"node{rank}"
         cwd.mkdir()
         train = params(launch="multi_node", processes=1, max_steps=4, batch_size=2, nodes={
             "profile": "cpu_ddp", "count": 2, "rank": rank, "address": "127.0.0.1", "port": port,
-            "timeout_s": TIMEOUT_S,
+            "timeout_s": timeout_s,
         })
         (cwd / "params.yaml").write_text(yaml.safe_dump({"train": train.model_dump(mode="json")}))
         command = [
             sys.executable, "-m", "two_nodes", str(samples), str(base), "models/adapter",
-            "--checkpoints", str(shared / "checkpoints"), "--plots", "dvclive/train",
+            "--checkpoints", str(shared / "checkpoints") if shared_dir else "checkpoints", "--plots", "dvclive/train",
             "--launch-configs", str(REPO_ROOT / "configs" / "accelerate"),
         ]
         node_env = {k: v for k, v in os.environ.items() if k != "PIPESQL_TRAIN_LAUNCHED"}
@@ -159,3 +163,26 @@ def test_a_killed_machine_ends_the_other_with_a_clear_error(
     last = out.strip().splitlines()[-1]
     assert last.startswith("error: training ended with status 1 on machine 0 of 2 (rendezvous 127.0.0.1:"), out[-3000:]
     assert not (tmp_path / "node0" / "models").exists()
+
+
+def test_checkpoints_each_machine_sees_alone_stop_the_run(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    """Each rank writes its part of a checkpoint into the directory: it must be one for all."""
+    nodes = _start_nodes(tiny_params, tiny_samples, tiny_base, tmp_path, shared_dir=False)
+    outputs = [_finish(node, 240) for node in nodes]
+    assert [node.returncode for node in nodes] == [1, 1], outputs[1][-3000:]
+    assert "checkpoints: rank 1 does not see rank 0's checkpoint directory; train.launch multi_node needs" in outputs[1]
+    assert not (tmp_path / "node0" / "models").exists()
+
+
+def test_an_unreachable_rendezvous_stops_the_stage_before_launching(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    """Rank 1 alone: nothing answers at rank 0's address, so after train.nodes.timeout_s it stops."""
+    [node] = _start_nodes(tiny_params, tiny_samples, tiny_base, tmp_path, ranks=(1,), timeout_s=3)
+    out = _finish(node, 60)
+    assert node.returncode == 1 and "launching" not in out, out[-3000:]
+    assert out.strip().splitlines()[-1].startswith(
+        f"error: params.yaml: train.nodes.address: nothing answers at 127.0.0.1:"), out[-3000:]
+    assert "after 3s (train.nodes.timeout_s" in out
