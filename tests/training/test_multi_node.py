@@ -3,7 +3,9 @@
 as the README asks of real machines, and each "machine" has its own working directory.
 
 What this proves: the rendezvous, world size 2 across two launchers, the ranks' weights equal after
-the last step, outputs from rank 0 only, and a killed machine ending the other within a bound.
+the last step, outputs from rank 0 only, a killed machine ending the other within a bound, both
+resuming from the shared checkpoint, and the errors for an unshared checkpoint directory and an
+unreachable rendezvous.
 What it does not: a real network, NCCL, DeepSpeed across hosts (no GPUs here).
 """
 
@@ -68,7 +70,7 @@ def _free_port() -> int:
 
 def _start_nodes(
     params: Params, samples: Path, base: Path, root: Path, ranks: tuple[int, ...] = (0, 1), shared_dir: bool = True,
-    timeout_s: int = TIMEOUT_S, **env: str,
+    timeout_s: int = TIMEOUT_S, save_steps: int = 4, **env: str,
 ) -> list[subprocess.Popen[str]]:
     """Stage commands, as two machines would run them: the same but for train.nodes.rank; the
     checkpoint directory shared, or (shared_dir False) each machine's own."""
@@ -79,8 +81,8 @@ def _start_nodes(
     nodes = []
     for rank in ranks:
         cwd = root / f"node{rank}"
-        cwd.mkdir()
-        train = params(launch="multi_node", processes=1, max_steps=4, batch_size=2, nodes={
+        cwd.mkdir(exist_ok=True)
+        train = params(launch="multi_node", processes=1, max_steps=4, batch_size=2, save_steps=save_steps, nodes={
             "profile": "cpu_ddp", "count": 2, "rank": rank, "address": "127.0.0.1", "port": port,
             "timeout_s": timeout_s,
         })
@@ -138,17 +140,18 @@ def test_two_machines_on_loopback_train_as_one(
         assert torch.equal(saved[name.replace(".default", "")], ranks[0][name]), name
 
 
-def test_a_killed_machine_ends_the_other_with_a_clear_error(
+def test_a_killed_machine_ends_the_other_with_a_clear_error_and_both_resume(
     tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
 ) -> None:
-    nodes = _start_nodes(tiny_params, tiny_samples, tiny_base, tmp_path, PAUSE_AT_STEP="2")
+    """...and the rerun on both machines resumes from the last complete checkpoint (step 2)."""
+    nodes = _start_nodes(tiny_params, tiny_samples, tiny_base, tmp_path, save_steps=2, PAUSE_AT_STEP="3")
     paused = tmp_path / "shared" / "rank1-paused"
     deadline = time.monotonic() + 240
     while not paused.is_file():
         if time.monotonic() > deadline or any(node.poll() is not None for node in nodes):
             for node in nodes:
                 os.killpg(node.pid, signal.SIGKILL)
-            pytest.fail("rank 1 never reached step 2:\n" + "\n".join(n.communicate()[0][-2000:] for n in nodes))
+            pytest.fail("rank 1 never reached step 3:\n" + "\n".join(n.communicate()[0][-2000:] for n in nodes))
         time.sleep(0.2)
     # machine 1 goes away: its stage and launcher, and its training process (torchrun starts that
     # in a session of its own)
