@@ -7,7 +7,9 @@ Started plainly, it checks the request against this machine and runs the launche
 names (accelerate launch with configs/accelerate/<launch>.yaml, or torchrun for several CPU
 processes), relaunching it after a divergence rollback; the launched processes train (one attempt
 each), and only the main one writes metrics/train.json. With launch multi_node every machine runs
-this same command (only train.nodes.rank differs in its params.yaml); rank 0's writes the outputs.
+this same command, with the same params.yaml; the machines other than rank 0 add --node-rank and
+write nothing but their part of each checkpoint (so they run the command, not dvc, which would
+look for outputs they never write).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pipesql.io import write_metrics
 from pipesql.params.base import load_section
-from pipesql.params.train import TrainParams
+from pipesql.params.train import TrainParams, with_node_rank
 from pipesql.prompts.contract import read_contract
 from pipesql.stage import run_stage
 from pipesql.training.launch import (
@@ -49,8 +51,11 @@ def main(callbacks: Sequence[TrainerCallback] = ()) -> None:
     parser.add_argument("--plots", type=Path, help="dvclive directory for per-step plots")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--launch-configs", type=Path, default=CONFIG_DIR)
+    parser.add_argument("--node-rank", type=int, help="this machine's train.nodes.rank (launch multi_node)")
     args = parser.parse_args()
     params = load_section("train", TrainParams, args.params)
+    if args.node_rank is not None:
+        params = with_node_rank(params, args.node_rank, args.params)
 
     if not is_launched():
         read_contract(args.samples_dir)  # before any launch: the adapter must carry it

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from pipesql.params.base import ParamsError, load_section
-from pipesql.params.train import NodesParams, TrainParams
+from pipesql.params.train import NodesParams, TrainParams, with_node_rank
 from pipesql.training.config import (
     device_map,
     lora_config,
@@ -284,6 +284,13 @@ def test_samples_are_checked_before_training(
 
 
 NODES = {"count": 3, "rank": 1, "address": "10.0.0.1", "port": 29501, "timeout_s": 60}
+
+
+def test_node_rank_from_the_command_line_is_validated_as_the_key(tmp_path: Path) -> None:
+    params = TrainParams(launch="multi_node", nodes={"count": 2, "address": "h"})
+    assert with_node_rank(params, 1, tmp_path / "params.yaml").nodes.rank == 1
+    with pytest.raises(ParamsError, match=r"params.yaml: train.nodes.rank: 2 is outside the machines 0..1"):
+        with_node_rank(params, 2, tmp_path / "params.yaml")
 
 
 def test_multi_node_cpu_ddp_is_torchrun_with_this_machines_place() -> None:

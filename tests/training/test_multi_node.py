@@ -72,8 +72,8 @@ def _start_nodes(
     params: Params, samples: Path, base: Path, root: Path, ranks: tuple[int, ...] = (0, 1), shared_dir: bool = True,
     timeout_s: int = TIMEOUT_S, save_steps: int = 4, **env: str,
 ) -> list[subprocess.Popen[str]]:
-    """Stage commands, as two machines would run them: the same but for train.nodes.rank; the
-    checkpoint directory shared, or (shared_dir False) each machine's own."""
+    """Stage commands, as two machines would run them: the same params.yaml, --node-rank on rank 1;
+    the checkpoint directory shared, or (shared_dir False) each machine's own."""
     shared = root / "shared"
     shared.mkdir(exist_ok=True)
     (shared / "two_nodes.py").write_text(_DRIVER)
@@ -83,14 +83,13 @@ def _start_nodes(
         cwd = root / f"node{rank}"
         cwd.mkdir(exist_ok=True)
         train = params(launch="multi_node", processes=1, max_steps=4, batch_size=2, save_steps=save_steps, nodes={
-            "profile": "cpu_ddp", "count": 2, "rank": rank, "address": "127.0.0.1", "port": port,
-            "timeout_s": timeout_s,
+            "profile": "cpu_ddp", "count": 2, "address": "127.0.0.1", "port": port, "timeout_s": timeout_s,
         })
         (cwd / "params.yaml").write_text(yaml.safe_dump({"train": train.model_dump(mode="json")}))
         command = [
             sys.executable, "-m", "two_nodes", str(samples), str(base), "models/adapter",
             "--checkpoints", str(shared / "checkpoints") if shared_dir else "checkpoints", "--plots", "dvclive/train",
-            "--launch-configs", str(REPO_ROOT / "configs" / "accelerate"),
+            "--launch-configs", str(REPO_ROOT / "configs" / "accelerate"), *(["--node-rank", "1"] if rank else []),
         ]
         node_env = {k: v for k, v in os.environ.items() if k != "PIPESQL_TRAIN_LAUNCHED"}
         node_env["PYTHONPATH"] = os.pathsep.join(

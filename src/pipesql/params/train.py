@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pathlib import Path
 
-from pipesql.params.base import Strict
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from pipesql.params.base import ParamsError, Strict, format_errors, to_dict
 
 # Every attention and MLP projection of Qwen2 / Llama-style decoders.
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -116,3 +118,14 @@ class TrainParams(Strict):
         if self.processes is not None and self.launch in ("cpu", "gpu") and self.processes != 1:
             raise ValueError(f"processes must be 1 (or null) when launch is {self.launch!r}")
         return self
+
+
+def with_node_rank(params: TrainParams, rank: int, path: Path) -> TrainParams:
+    """params with train.nodes.rank set: the one value that differs between machines, given on
+    their command line (`--node-rank`) so that every machine keeps the same params.yaml."""
+    body = to_dict(params)
+    body["nodes"]["rank"] = rank
+    try:
+        return TrainParams.model_validate(body)
+    except ValidationError as e:
+        raise ParamsError(format_errors(path, "train", e)) from None
