@@ -357,3 +357,12 @@ def test_a_listening_rendezvous_passes_and_rank_0_only_resolves() -> None:
     wait_for_rendezvous(NodesParams(profile="cpu_ddp", rank=0, address="127.0.0.1", port=port, timeout_s=2))
     with pytest.raises(ParamsError, match=r"train.nodes.address: 'no-such-host.invalid' does not resolve"):
         wait_for_rendezvous(NodesParams(profile="cpu_ddp", rank=0, address="no-such-host.invalid", timeout_s=2))
+
+
+def test_param_differences_name_every_differing_leaf() -> None:
+    from pipesql.training.train import param_differences
+
+    rank0 = {"max_steps": 4, "nodes": {"count": 2, "port": 1}, "lora": {"r": 8}}
+    mine = {"max_steps": 6, "nodes": {"count": 2, "port": 2}, "lora": {"r": 8}}
+    assert param_differences(rank0, mine) == {"max_steps": (6, 4), "nodes.port": (2, 1)}
+    assert param_differences(rank0, rank0) == {}

@@ -70,7 +70,7 @@ def _free_port() -> int:
 
 def _start_nodes(
     params: Params, samples: Path, base: Path, root: Path, ranks: tuple[int, ...] = (0, 1), shared_dir: bool = True,
-    timeout_s: int = TIMEOUT_S, save_steps: int = 4, **env: str,
+    timeout_s: int = TIMEOUT_S, save_steps: int = 4, rank1_steps: int = 4, **env: str,
 ) -> list[subprocess.Popen[str]]:
     """Stage commands, as two machines would run them: the same params.yaml, --node-rank on rank 1;
     the checkpoint directory shared, or (shared_dir False) each machine's own."""
@@ -82,7 +82,8 @@ def _start_nodes(
     for rank in ranks:
         cwd = root / f"node{rank}"
         cwd.mkdir(exist_ok=True)
-        train = params(launch="multi_node", processes=1, max_steps=4, batch_size=2, save_steps=save_steps, nodes={
+        steps = rank1_steps if rank else 4
+        train = params(launch="multi_node", processes=1, max_steps=steps, batch_size=2, save_steps=save_steps, nodes={
             "profile": "cpu_ddp", "count": 2, "address": "127.0.0.1", "port": port, "timeout_s": timeout_s,
         })
         (cwd / "params.yaml").write_text(yaml.safe_dump({"train": train.model_dump(mode="json")}))
@@ -188,3 +189,21 @@ def test_an_unreachable_rendezvous_stops_the_stage_before_launching(
     assert out.strip().splitlines()[-1].startswith(
         f"error: params.yaml: train.nodes.address: nothing answers at 127.0.0.1:"), out[-3000:]
     assert "after 3s (train.nodes.timeout_s" in out
+
+
+def test_params_that_differ_between_machines_stop_the_run_naming_the_key(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    nodes = _start_nodes(tiny_params, tiny_samples, tiny_base, tmp_path, rank1_steps=6)
+    outputs = [_finish(node, 240) for node in nodes]
+    assert [node.returncode for node in nodes] == [1, 1], outputs[1][-3000:]
+    assert "error: params.yaml: train.max_steps: 6 on this machine, 4 on rank 0's; every machine needs" in outputs[1]
+
+
+def test_rank_0_alone_waits_for_the_others_a_bounded_time(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    [node] = _start_nodes(tiny_params, tiny_samples, tiny_base, tmp_path, ranks=(0,), timeout_s=3)
+    out = _finish(node, 60)
+    assert node.returncode == 1 and "1/2 clients joined" in out, out[-3000:]  # torchrun's rendezvous
+    assert out.strip().splitlines()[-1].startswith("error: training ended with status 1 on machine 0 of 2")

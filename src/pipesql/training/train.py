@@ -110,6 +110,7 @@ def train(
         _, note = open_run(Path(checkpoint_dir), fingerprint, params.resume)
     state.wait_for_everyone()
     if params.launch == "multi_node":
+        _check_same_params(params, state)
         _check_shared(Path(checkpoint_dir), state)
     record = read_record(Path(checkpoint_dir))  # as the main process left it, on every process
     if record is None:
@@ -159,6 +160,35 @@ def train(
     }
     save_adapter(trainer, Path(out_dir), resolved, state, Path(samples_dir))
     return _metrics(trainer, record, resolved, resume_from, seconds, uploads, data_stats)
+
+
+def _check_same_params(params: TrainParams, state: PartialState) -> None:
+    """Every machine must train the same run: rank 0's train section, the machine's rank aside
+    (a `dvc exp run -S` on one machine changes that machine's params.yaml only)."""
+    from accelerate.utils import broadcast_object_list
+
+    mine = to_dict(params)
+    mine["nodes"].pop("rank")
+    rank0 = [mine if state.is_main_process else None]
+    broadcast_object_list(rank0)
+    differ = param_differences(rank0[0], mine)
+    if differ:
+        raise ParamsError("\n".join(
+            f"params.yaml: train.{key}: {value!r} on this machine, {theirs!r} on rank 0's; every machine"
+            " needs the same params.yaml" for key, (value, theirs) in differ.items()
+        ))
+
+
+def param_differences(rank0: dict[str, Any], mine: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (mine, rank 0's) for every leaf that differs."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(rank0) | set(mine)):
+        a, b = mine.get(key), rank0.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(param_differences(b, a, f"{prefix}{key}."))
+        elif a != b:
+            out[f"{prefix}{key}"] = (a, b)
+    return out
 
 
 def _check_shared(checkpoint_dir: Path, state: PartialState) -> None:
