@@ -212,13 +212,15 @@ def test_multi_gpu_launch_without_gpus_names_the_key() -> None:
         launch_command("multi_gpu", None, "stages.train", [], CONFIGS, gpu_count=0)
 
 
-@pytest.mark.parametrize("profile", ["cpu", "gpu", "multi_gpu", "deepspeed_zero2"])
+@pytest.mark.parametrize("profile", ["cpu", "gpu", "multi_gpu", "deepspeed_zero2", "multi_node_gpu", "multi_node_zero2"])
 def test_accelerate_configs_load_in_accelerate(profile: str) -> None:
     from accelerate.commands.config.config_args import load_config_from_file
 
     config = load_config_from_file(str(CONFIGS / f"{profile}.yaml"))
     assert config.mixed_precision == "no"  # train.precision decides, never the launcher
-    if profile == "deepspeed_zero2":
+    if profile.startswith("multi_node"):  # the machine values come from train.nodes on the command line
+        assert config.num_machines > 1 and config.rdzv_backend == "static"
+    if profile.endswith("zero2"):
         assert (REPO_ROOT / config.deepspeed_config["deepspeed_config_file"]).is_file()
 
 
