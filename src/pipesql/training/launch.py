@@ -133,7 +133,9 @@ def launch_command(
     machine stands and `processes` counts this machine's.
     """
     if launch == "multi_node":
-        return _multi_node_command(nodes or NodesParams(), processes, module, module_args, config_dir, gpu_count)
+        if nodes is None:
+            raise ValueError("launch_command: launch multi_node needs the train.nodes params")
+        return _multi_node_command(nodes, processes, module, module_args, config_dir, gpu_count)
     if launch == "cpu_ddp":
         n = processes or DEFAULT_CPU_PROCESSES
         return [
