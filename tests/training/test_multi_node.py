@@ -3,7 +3,8 @@
 as the README asks of real machines, and each "machine" has its own working directory.
 
 What this proves: the rendezvous, world size 2 across two launchers, the ranks' weights equal after
-the last step, outputs from rank 0 only, a killed machine ending the other within a bound, both
+the last step, outputs from rank 0 only, a killed or a stalled machine ending the other within a
+bound, both
 resuming from the shared checkpoint, and the errors for an unshared checkpoint directory and an
 unreachable rendezvous.
 What it does not: a real network, NCCL, DeepSpeed across hosts (no GPUs here).
@@ -206,4 +207,31 @@ def test_rank_0_alone_waits_for_the_others_a_bounded_time(
     [node] = _start_nodes(tiny_params, tiny_samples, tiny_base, tmp_path, ranks=(0,), timeout_s=3)
     out = _finish(node, 60)
     assert node.returncode == 1 and "1/2 clients joined" in out, out[-3000:]  # torchrun's rendezvous
+    assert out.strip().splitlines()[-1].startswith("error: training ended with status 1 on machine 0 of 2")
+
+
+def test_a_stalled_machine_ends_the_other_after_the_collective_timeout(
+    tiny_params: Params, tiny_samples: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    """Rank 1 alive but stuck (no closed connection to notice): rank 0's next collective gives up
+    after train.nodes.timeout_s, and its stage stops instead of hanging."""
+    timeout_s = 20
+    nodes = _start_nodes(tiny_params, tiny_samples, tiny_base, tmp_path, timeout_s=timeout_s, PAUSE_AT_STEP="2")
+    paused = tmp_path / "shared" / "rank1-paused"
+    try:
+        deadline = time.monotonic() + 240
+        while not paused.is_file() and time.monotonic() < deadline and nodes[0].poll() is None:
+            time.sleep(0.2)
+        assert paused.is_file(), "rank 1 never reached step 2"
+        stalled = time.monotonic()
+        out = _finish(nodes[0], timeout_s + 60)
+        waited = time.monotonic() - stalled
+    finally:
+        os.killpg(nodes[1].pid, signal.SIGKILL)
+        if paused.is_file():
+            os.kill(int(paused.read_text()), signal.SIGKILL)
+        nodes[1].communicate()
+    assert nodes[0].returncode == 1, out[-3000:]
+    assert timeout_s - 5 < waited < timeout_s + 60, (waited, out[-3000:])
+    assert "timed out" in out.lower(), out[-3000:]  # gloo's own words, before the stage's line
     assert out.strip().splitlines()[-1].startswith("error: training ended with status 1 on machine 0 of 2")

@@ -19,8 +19,8 @@ import json
 import shutil
 import time
 import uuid
-from datetime import timedelta
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +89,11 @@ def train(
     Trainer's (tests inject faults through them).
     """
     # ---- processes and seed. PartialState joins torchrun's gloo group on CPU (use_cpu), as
-    # the Trainer's own arguments will; created first so that every later barrier has a group,
-    # with the collectives' timeout (the Trainer's ddp_timeout comes too late to set it).
-    state = PartialState(cpu=uses_cpu(params), timeout=timedelta(seconds=group_timeout(params)))
+    # the Trainer's own arguments will; created first so that every later barrier has a group.
+    # Across machines the collectives wait train.nodes.timeout_s for a peer (the Trainer's
+    # ddp_timeout comes too late to set it); on one machine torch's default stays.
+    across = {"timeout": timedelta(seconds=group_timeout(params))} if params.launch == "multi_node" else {}
+    state = PartialState(cpu=uses_cpu(params), **across)
     is_main = state.is_main_process
     set_seed(params.seed)
     check_machine(params, Path(base_dir))  # before any weights load
