@@ -6,7 +6,10 @@
 Started plainly, it checks the request against this machine and runs the launcher `train.launch`
 names (accelerate launch with configs/accelerate/<launch>.yaml, or torchrun for several CPU
 processes), relaunching it after a divergence rollback; the launched processes train (one attempt
-each), and only the main one writes metrics/train.json.
+each), and only the main one writes metrics/train.json. With launch multi_node every machine runs
+this same command, with the same params.yaml; the machines other than rank 0 add --node-rank and
+write nothing but their part of each checkpoint (so they run the command, not dvc, which would
+look for outputs they never write).
 """
 
 from __future__ import annotations
@@ -19,10 +22,20 @@ from typing import TYPE_CHECKING
 
 from pipesql.io import write_metrics
 from pipesql.params.base import load_section
-from pipesql.params.train import TrainParams
+from pipesql.params.train import TrainParams, with_node_rank
 from pipesql.prompts.contract import read_contract
 from pipesql.stage import run_stage
-from pipesql.training.launch import CONFIG_DIR, ROLLBACK_EXIT, check_machine, is_launched, launch_command, supervise
+from pipesql.training.launch import (
+    CONFIG_DIR,
+    ROLLBACK_EXIT,
+    check_machine,
+    is_launched,
+    launch_command,
+    multi_node_failure,
+    profile,
+    supervise,
+    wait_for_rendezvous,
+)
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -38,21 +51,30 @@ def main(callbacks: Sequence[TrainerCallback] = ()) -> None:
     parser.add_argument("--plots", type=Path, help="dvclive directory for per-step plots")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--launch-configs", type=Path, default=CONFIG_DIR)
+    parser.add_argument("--node-rank", type=int, help="this machine's train.nodes.rank (launch multi_node)")
     args = parser.parse_args()
     params = load_section("train", TrainParams, args.params)
+    if args.node_rank is not None:
+        params = with_node_rank(params, args.node_rank, args.params)
 
     if not is_launched():
         read_contract(args.samples_dir)  # before any launch: the adapter must carry it
         check_machine(params, args.base_dir)
         gpus = 0
-        if params.launch in ("multi_gpu", "deepspeed_zero2") and params.processes is None:
+        if profile(params) in ("multi_gpu", "deepspeed_zero2") and params.processes is None:
             import torch
 
             gpus = torch.cuda.device_count()
         module = sys.modules["__main__"].__spec__.name  # stages.train, or a test's driver around it
-        command = launch_command(params.launch, params.processes, module, sys.argv[1:], args.launch_configs, gpus)
+        command = launch_command(
+            params.launch, params.processes, module, sys.argv[1:], args.launch_configs, gpus, params.nodes
+        )
+        multi_node = params.launch == "multi_node"
+        if multi_node:
+            wait_for_rendezvous(params.nodes)
         print("launching:", " ".join(command), flush=True)
-        sys.exit(supervise(command, args.checkpoints, params.guard.max_rollbacks))
+        status = supervise(command, args.checkpoints, params.guard.max_rollbacks)
+        sys.exit(multi_node_failure(params.nodes, status) if multi_node and status else status)
 
     from accelerate import PartialState
 

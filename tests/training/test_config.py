@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from pipesql.params.base import ParamsError, load_section
-from pipesql.params.train import TrainParams
+from pipesql.params.train import NodesParams, TrainParams, with_node_rank
 from pipesql.training.config import (
     device_map,
     lora_config,
@@ -23,7 +23,7 @@ from pipesql.training.config import (
     resolve_precision,
     sft_config,
 )
-from pipesql.training.launch import CONFIG_DIR, check_request, launch_command
+from pipesql.training.launch import CONFIG_DIR, check_request, launch_command, wait_for_rendezvous
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = REPO_ROOT / CONFIG_DIR
@@ -46,6 +46,11 @@ def test_repo_params_yaml_train_section_is_valid() -> None:
         ({"launch": "cpu", "processes": 2}, "processes must be 1"),
         ({"checkpoint_uri": "gs://bucket/x"}, "train.checkpoint_uri"),
         ({"save_total_limit": 1}, "train.save_total_limit: must be >= 2"),
+        ({"nodes": {"count": 2, "rank": 2}}, "train.nodes.rank: 2 is outside the machines 0..1 (train.nodes.count: 2)"),
+        ({"nodes": {"profile": "gpu"}}, "train.nodes.profile: 'gpu' starts one process and cannot span machines"),
+        ({"nodes": {"profile": "cpu"}}, "train.nodes.profile: 'cpu' starts one process"),
+        ({"nodes": {"count": 1}}, "train.nodes.count: must be >= 2"),
+        ({"nodes": {"port": 70000}}, "train.nodes.port: must be < 65536"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path: Path, body: dict, message: str) -> None:
@@ -98,6 +103,10 @@ QUANTIZED_BASE = {"quantization_config": {"quant_method": "gptq", "bits": 4}}
         ({"quantization": "4bit"}, QUANTIZED_BASE, False, False,
          "train.quantization: '4bit', but the base model is already quantized (gptq"),
         ({"launch": "gpu", "quantization": "8bit"}, QUANTIZED_BASE, True, False, "train.quantization: '8bit'"),
+        ({"launch": "multi_node", "nodes": {"profile": "multi_gpu", "address": "h"}}, {}, False, False,
+         "train.nodes.profile: 'multi_gpu' is a GPU profile, but no CUDA device"),
+        ({"launch": "multi_node", "nodes": {"profile": "cpu_ddp"}}, {}, False, False,
+         "train.nodes.address: launch multi_node needs rank 0's host name or IP"),
     ],
 )
 def test_requests_this_machine_or_base_cannot_honour_name_the_key(
@@ -161,6 +170,9 @@ def test_sft_config_maps_params(tiny_params: Callable[..., TrainParams], tmp_pat
     assert args.eval_packing is False and not args.eval_on_start  # resuming: the step-0 eval exists
     assert args.logging_nan_inf_filter is False  # the guard must see NaN
     assert args.use_cpu and not args.bf16 and not args.fp16 and args.report_to == []
+    assert args.ddp_timeout == 1800
+    across = sft_config(tiny_params(launch="multi_node", nodes={"timeout_s": 45}), tmp_path, "fp32", 1.0, False)
+    assert across.ddp_timeout == 45  # a dead peer ends a collective within train.nodes.timeout_s
     unpacked = sft_config(tiny_params(group_by_length=False), tmp_path, "fp32", lr_scale=1.0, is_resuming=False)
     assert unpacked.max_length is None and unpacked.train_sampling_strategy == "random"
     grouped = sft_config(tiny_params(group_by_length=True), tmp_path, "fp32", lr_scale=1.0, is_resuming=False)
@@ -200,13 +212,15 @@ def test_multi_gpu_launch_without_gpus_names_the_key() -> None:
         launch_command("multi_gpu", None, "stages.train", [], CONFIGS, gpu_count=0)
 
 
-@pytest.mark.parametrize("profile", ["cpu", "gpu", "multi_gpu", "deepspeed_zero2"])
+@pytest.mark.parametrize("profile", ["cpu", "gpu", "multi_gpu", "deepspeed_zero2", "multi_node_gpu", "multi_node_zero2"])
 def test_accelerate_configs_load_in_accelerate(profile: str) -> None:
     from accelerate.commands.config.config_args import load_config_from_file
 
     config = load_config_from_file(str(CONFIGS / f"{profile}.yaml"))
     assert config.mixed_precision == "no"  # train.precision decides, never the launcher
-    if profile == "deepspeed_zero2":
+    if profile.startswith("multi_node"):  # the machine values come from train.nodes on the command line
+        assert config.num_machines > 1 and config.rdzv_backend == "static"
+    if profile.endswith("zero2"):
         assert (REPO_ROOT / config.deepspeed_config["deepspeed_config_file"]).is_file()
 
 
@@ -269,3 +283,88 @@ def test_samples_are_checked_before_training(
     no_dev.save_to_disk(tmp_path / "no_dev")
     with pytest.raises(DataError, match="the 'dev' split is missing or empty"):
         load_samples(tmp_path / "no_dev", tiny_params())
+
+
+NODES = {"count": 3, "rank": 1, "address": "10.0.0.1", "port": 29501, "timeout_s": 60}
+
+
+def test_node_rank_from_the_command_line_is_validated_as_the_key(tmp_path: Path) -> None:
+    params = TrainParams(launch="multi_node", nodes={"count": 2, "address": "h"})
+    assert with_node_rank(params, 1, tmp_path / "params.yaml").nodes.rank == 1
+    with pytest.raises(ParamsError, match=r"params.yaml: train.nodes.rank: 2 is outside the machines 0..1"):
+        with_node_rank(params, 2, tmp_path / "params.yaml")
+
+
+def test_multi_node_cpu_ddp_is_torchrun_with_this_machines_place() -> None:
+    from torch.distributed.run import get_args_parser
+
+    nodes = NodesParams(profile="cpu_ddp", **NODES)
+    command = launch_command("multi_node", 1, "stages.train", ["a"], CONFIGS, 0, nodes)
+    assert command[1:3] == ["-m", "torch.distributed.run"] and command[-3:] == ["-m", "stages.train", "a"]
+    args = get_args_parser().parse_args(command[3:])
+    assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("3", "1", 1)
+    assert (args.master_addr, args.master_port, args.rdzv_backend) == ("10.0.0.1", 29501, "static")
+    assert (args.rdzv_conf, args.max_restarts) == ("timeout=60", 0)
+
+
+@pytest.mark.parametrize("profile", ["multi_gpu", "deepspeed_zero2"])
+def test_multi_node_gpu_profiles_are_accelerate_with_this_machines_place(profile: str) -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.commands.launch import launch_command_parser
+
+    nodes = NodesParams(profile=profile, **NODES)
+    command = launch_command("multi_node", None, "stages.train", ["a"], CONFIGS, 4, nodes)
+    args = launch_command_parser().parse_args(command[3:])
+    config = load_config_from_file(args.config_file)
+    assert config.distributed_type == ("DEEPSPEED" if profile == "deepspeed_zero2" else "MULTI_GPU")
+    assert config.rdzv_backend == "static"  # the rank is the machine's own, not its joining order
+    assert (args.num_machines, args.machine_rank, args.num_processes) == (3, 1, 12)  # 4 GPUs x 3 machines
+    assert (args.main_process_ip, args.main_process_port) == ("10.0.0.1", 29501)
+    assert (args.rdzv_conf, args.max_restarts) == ("timeout=60", 0)
+    assert args.module and args.training_script == "stages.train" and args.training_script_args == ["a"]
+    if profile == "deepspeed_zero2":
+        assert Path(args.deepspeed_config_file) == CONFIGS / "deepspeed_zero2.json"
+        assert config.deepspeed_config["deepspeed_multinode_launcher"] == "standard"  # torchrun per machine
+
+
+def test_multi_node_gpu_profile_without_gpus_names_the_key() -> None:
+    nodes = NodesParams(profile="multi_gpu", **NODES)
+    with pytest.raises(ParamsError, match="train.nodes.profile: 'multi_gpu' needs GPUs"):
+        launch_command("multi_node", None, "stages.train", [], CONFIGS, 0, nodes)
+
+
+def test_an_unreachable_rendezvous_is_a_bounded_wait_then_an_error_naming_host_and_port() -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = NodesParams(profile="cpu_ddp", count=2, rank=1, address="127.0.0.1", port=port, timeout_s=2)
+    started = time.monotonic()
+    with pytest.raises(ParamsError, match=rf"^params.yaml: train.nodes.address: nothing answers at 127.0.0.1:{port}"
+                                          r" after 2s \(train.nodes.timeout_s"):
+        wait_for_rendezvous(nodes, poll_s=0.2)
+    assert 1.5 < time.monotonic() - started < 10
+
+
+def test_a_listening_rendezvous_passes_and_rank_0_only_resolves() -> None:
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        wait_for_rendezvous(NodesParams(profile="cpu_ddp", rank=1, address="127.0.0.1", port=port, timeout_s=2))
+    wait_for_rendezvous(NodesParams(profile="cpu_ddp", rank=0, address="127.0.0.1", port=port, timeout_s=2))
+    with pytest.raises(ParamsError, match=r"train.nodes.address: 'no-such-host.invalid' does not resolve"):
+        wait_for_rendezvous(NodesParams(profile="cpu_ddp", rank=0, address="no-such-host.invalid", timeout_s=2))
+
+
+def test_param_differences_name_every_differing_leaf() -> None:
+    from pipesql.training.train import param_differences
+
+    rank0 = {"max_steps": 4, "nodes": {"count": 2, "port": 1}, "lora": {"r": 8}}
+    mine = {"max_steps": 6, "nodes": {"count": 2, "port": 2}, "lora": {"r": 8}}
+    assert param_differences(rank0, mine) == {"max_steps": (6, 4), "nodes.port": (2, 1)}
+    assert param_differences(rank0, rank0) == {}

@@ -250,5 +250,10 @@ def test_fingerprint_follows_params_and_inputs_but_not_operational_keys(tmp_path
     assert run_fingerprint({**params, "guard": {"max_rollbacks": 9, "lr_factor": 0.5}}, [data]) == base
     assert run_fingerprint({**params, "guard": {"max_rollbacks": 3, "lr_factor": 0.1}}, [data]) != base
     assert run_fingerprint({**params, "seed": 1}, [data]) != base
+    nodes = {"profile": "cpu_ddp", "count": 2, "rank": 0, "address": "a", "port": 1, "timeout_s": 5}
+    across = run_fingerprint({**params, "nodes": nodes}, [data])
+    moved = {**nodes, "rank": 1, "address": "b", "port": 2, "timeout_s": 9}  # a rerun on other hosts
+    assert run_fingerprint({**params, "nodes": moved}, [data]) == across
+    assert run_fingerprint({**params, "nodes": {**nodes, "count": 3}}, [data]) != across
     (data / "a.arrow").write_bytes(b"1235")
     assert run_fingerprint(params, [data]) != base

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from pipesql.params.base import Strict
+from pipesql.params.base import ParamsError, Strict, format_errors, to_dict
 
 # Every attention and MLP projection of Qwen2 / Llama-style decoders.
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -35,6 +36,41 @@ class GuardParams(Strict):
     max_rollbacks: int = Field(3, ge=0)             # then the stage stops with the events listed
 
 
+# Profiles that start several processes, so they can span machines; cpu and gpu start one.
+MULTI_NODE_PROFILES = ("cpu_ddp", "multi_gpu", "deepspeed_zero2")
+
+
+class NodesParams(Strict):
+    """launch: multi_node. torchrun's static rendezvous: every machine names rank 0's address, and
+    the rank is this machine's own (c10d would assign ranks in joining order, so which machine
+    writes the outputs would be chance)."""
+
+    profile: Literal["cpu", "cpu_ddp", "gpu", "multi_gpu", "deepspeed_zero2"] = "deepspeed_zero2"
+    count: int = Field(2, ge=2)                     # machines
+    rank: int = Field(0, ge=0)                      # this machine's; rank 0 writes every output
+    address: str | None = None                      # rank 0's host name or IP, as the others reach it
+    port: int = Field(29500, gt=0, lt=65536)
+    timeout_s: int = Field(300, gt=0)               # rendezvous wait, and each collective's
+
+    @field_validator("profile")
+    @classmethod
+    def _spans_machines(cls, profile: str) -> str:
+        if profile not in MULTI_NODE_PROFILES:
+            raise ValueError(
+                f"{profile!r} starts one process and cannot span machines; use deepspeed_zero2,"
+                " multi_gpu (DDP) or cpu_ddp (gloo on CPU)"
+            )
+        return profile
+
+    @field_validator("rank")
+    @classmethod
+    def _inside_count(cls, rank: int, info: ValidationInfo) -> int:
+        count = info.data.get("count")
+        if count is not None and rank >= count:
+            raise ValueError(f"{rank} is outside the machines 0..{count - 1} (train.nodes.count: {count})")
+        return rank
+
+
 class TrainParams(Strict):
     seed: int = 0
     lora: LoraParams = LoraParams()
@@ -57,8 +93,9 @@ class TrainParams(Strict):
     packing: bool | Literal["auto"] = "auto"
     packed_length: int = Field(2048, gt=0)          # tokens per packed row; >= the longest sample
     group_by_length: bool = True                    # unpacked: batches of similar length, shuffled
-    launch: Literal["cpu", "cpu_ddp", "gpu", "multi_gpu", "deepspeed_zero2"] = "cpu"
-    processes: int | None = Field(None, gt=0)       # null: 2 for cpu_ddp, every GPU for multi_gpu
+    launch: Literal["cpu", "cpu_ddp", "gpu", "multi_gpu", "deepspeed_zero2", "multi_node"] = "cpu"
+    processes: int | None = Field(None, gt=0)       # per machine; null: 2 for cpu_ddp, every GPU
+    nodes: NodesParams = NodesParams()              # launch: multi_node only
     resume: Literal["auto", "never"] = "auto"       # auto: from the newest complete checkpoint
     init_from: str | None = None                    # an adapter directory: its weights, fresh optimizer
     guard: GuardParams = GuardParams()
@@ -80,3 +117,14 @@ class TrainParams(Strict):
         if self.processes is not None and self.launch in ("cpu", "gpu") and self.processes != 1:
             raise ValueError(f"processes must be 1 (or null) when launch is {self.launch!r}")
         return self
+
+
+def with_node_rank(params: TrainParams, rank: int, path: Path) -> TrainParams:
+    """params with train.nodes.rank set: the one value that differs between machines, given on
+    their command line (`--node-rank`) so that every machine keeps the same params.yaml."""
+    body = to_dict(params)
+    body["nodes"]["rank"] = rank
+    try:
+        return TrainParams.model_validate(body)
+    except ValidationError as e:
+        raise ParamsError(format_errors(path, "train", e)) from None

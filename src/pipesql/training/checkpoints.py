@@ -26,7 +26,12 @@ from pipesql.io import write_json
 COMPLETE_MARKER = "pipesql_complete.json"
 RUN_RECORD = "pipesql_run.json"
 # Params that change how a run is operated, not what it computes: editing one resumes the run.
-RESUME_NEUTRAL_KEYS = ("resume", "checkpoint_uri", "save_total_limit", "guard.max_rollbacks")
+# Operational keys: changing them keeps the checkpoints. Where the machines meet (and which one a
+# given host is) does not change what is trained: a rerun on a new rank 0 resumes.
+RESUME_NEUTRAL_KEYS = (
+    "resume", "checkpoint_uri", "save_total_limit", "guard.max_rollbacks",
+    "nodes.rank", "nodes.address", "nodes.port", "nodes.timeout_s",
+)
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 _WHOLE_FILE_BYTES = 64 << 20   # larger files (weight shards) are fingerprinted by size, head, tail
 _EDGE_BYTES = 1 << 20

@@ -101,6 +101,12 @@ def quantization_config(params: TrainParams, precision: Precision) -> BitsAndByt
     )
 
 
+def group_timeout(params: TrainParams) -> int:
+    """Seconds a collective waits for its peers: train.nodes.timeout_s across machines, else
+    transformers' default (30 minutes), since one machine's peers die with their launcher."""
+    return params.nodes.timeout_s if params.launch == "multi_node" else 1800
+
+
 def sft_config(
     params: TrainParams, checkpoint_dir: Path, precision: Precision, lr_scale: float, is_resuming: bool
 ) -> SFTConfig:
@@ -127,6 +133,7 @@ def sft_config(
         activation_checkpointing_kwargs=CHECKPOINTING_KWARGS if params.gradient_checkpointing else None,
         # LoRA leaves no trainable parameter without a gradient: skip DDP's graph walk for them
         ddp_find_unused_parameters=False,
+        ddp_timeout=group_timeout(params),  # a dead peer ends a collective within this bound
         # data: samples arrive tokenized with labels, so TRL only packs (or not) and batches.
         # bfd packing is padding-free: position ids restart per sample and attention stays
         # within each (flash_attention_2's varlen kernel, or the block mask sdpa/eager get).

@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ from pipesql.training.config import (
     CHECKPOINTING_KWARGS,
     Precision,
     device_map,
+    group_timeout,
     hardware_precision,
     lora_config,
     packs,
@@ -87,7 +90,10 @@ def train(
     """
     # ---- processes and seed. PartialState joins torchrun's gloo group on CPU (use_cpu), as
     # the Trainer's own arguments will; created first so that every later barrier has a group.
-    state = PartialState(cpu=uses_cpu(params))
+    # Across machines the collectives wait train.nodes.timeout_s for a peer (the Trainer's
+    # ddp_timeout comes too late to set it); on one machine torch's default stays.
+    across = {"timeout": timedelta(seconds=group_timeout(params))} if params.launch == "multi_node" else {}
+    state = PartialState(cpu=uses_cpu(params), **across)
     is_main = state.is_main_process
     set_seed(params.seed)
     check_machine(params, Path(base_dir))  # before any weights load
@@ -105,6 +111,9 @@ def train(
     if is_main:
         _, note = open_run(Path(checkpoint_dir), fingerprint, params.resume)
     state.wait_for_everyone()
+    if params.launch == "multi_node":
+        _check_same_params(params, state)
+        _check_shared(Path(checkpoint_dir), state)
     record = read_record(Path(checkpoint_dir))  # as the main process left it, on every process
     if record is None:
         raise DataError(f"{checkpoint_dir}: {RUN_RECORD} vanished; is another run using this directory?")
@@ -153,6 +162,55 @@ def train(
     }
     save_adapter(trainer, Path(out_dir), resolved, state, Path(samples_dir))
     return _metrics(trainer, record, resolved, resume_from, seconds, uploads, data_stats)
+
+
+def _check_same_params(params: TrainParams, state: PartialState) -> None:
+    """Every machine must train the same run: rank 0's train section, the machine's rank aside
+    (a `dvc exp run -S` on one machine changes that machine's params.yaml only)."""
+    from accelerate.utils import broadcast_object_list
+
+    mine = to_dict(params)
+    mine["nodes"].pop("rank")
+    rank0 = [mine if state.is_main_process else None]
+    broadcast_object_list(rank0)
+    differ = param_differences(rank0[0], mine)
+    if differ:
+        raise ParamsError("\n".join(
+            f"params.yaml: train.{key}: {value!r} on this machine, {theirs!r} on rank 0's; every machine"
+            " needs the same params.yaml" for key, (value, theirs) in differ.items()
+        ))
+
+
+def param_differences(rank0: dict[str, Any], mine: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (mine, rank 0's) for every leaf that differs."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(rank0) | set(mine)):
+        a, b = mine.get(key), rank0.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(param_differences(b, a, f"{prefix}{key}."))
+        elif a != b:
+            out[f"{prefix}{key}"] = (a, b)
+    return out
+
+
+def _check_shared(checkpoint_dir: Path, state: PartialState) -> None:
+    """Every machine must see rank 0's checkpoint directory: each rank writes its part of a
+    checkpoint (RNG state; ZeRO-2 optimizer shards) there, and all resume from the same one."""
+    from accelerate.utils import broadcast_object_list
+
+    probe = checkpoint_dir / ".pipesql_shared"
+    token = [uuid.uuid4().hex if state.is_main_process else None]
+    if state.is_main_process:
+        probe.write_text(token[0], encoding="utf-8")
+    broadcast_object_list(token)
+    seen = probe.read_text(encoding="utf-8") if probe.is_file() else None
+    state.wait_for_everyone()
+    if seen != token[0]:
+        raise DataError(
+            f"{checkpoint_dir}: rank {state.process_index} does not see rank 0's checkpoint directory;"
+            " train.launch multi_node needs --checkpoints on a filesystem every machine mounts (see"
+            " README, Several machines)"
+        )
 
 
 # ---------------------------------------------------------------- samples
