@@ -196,6 +196,16 @@ ORDER_CASES = [
      "FROM t |> SELECT a |> UNION ALL (FROM u |> SELECT a) |> ORDER BY a", True),
     ("pipe, no ORDER BY", "FROM t |> WHERE a > 1 |> SELECT a", False),
     ("pipe, ORDER BY then JOIN", "FROM t |> ORDER BY a |> SELECT a |> JOIN u USING (a)", False),
+    # which row's b orders a? No order is defined: the rows compare as a set
+    ("DISTINCT ordered by a dropped column", "SELECT DISTINCT a FROM t ORDER BY b", False),
+    ("DISTINCT ordered by a selected column", "SELECT DISTINCT a FROM t ORDER BY a DESC", True),
+    ("DISTINCT ordered over selected columns", "SELECT DISTINCT a, c FROM t ORDER BY a + c", True),
+    ("DISTINCT ordered by an alias", "SELECT DISTINCT a + 1 AS b FROM t ORDER BY b", True),
+    ("DISTINCT of every column", "SELECT DISTINCT * FROM t ORDER BY b", True),
+    ("DISTINCT made redundant by a selected GROUP BY",
+     "SELECT DISTINCT a FROM t GROUP BY a ORDER BY COUNT(*) DESC", True),
+    ("DISTINCT over a GROUP BY it does not select",
+     "SELECT DISTINCT a FROM t GROUP BY c ORDER BY COUNT(*)", False),
 ]
 
 

@@ -143,11 +143,13 @@ def is_ordered(sql: str | exp.Expression) -> bool:
     __tmp1`, so `SELECT * FROM <cte>` with at most WHERE, LIMIT and OFFSET (which filter, never
     reorder) passes its CTE's order on.
     A string is parsed as SQLite SQL, pipes included; a parse error propagates.
+    A DISTINCT query ordered by a column it drops (`SELECT DISTINCT a FROM t ORDER BY b`) has no
+    defined order (which row's b orders a?): standard SQL rejects it, and its rows compare as a set.
     """
     query = sqlglot.parse_one(sql, read="sqlite") if isinstance(sql, str) else sql
     while True:
         if query.args.get("order"):
-            return True
+            return not _distinct_ordered_by_dropped_columns(query)
         if isinstance(query, exp.Subquery):
             query = query.this
             continue
@@ -155,6 +157,29 @@ def is_ordered(sql: str | exp.Expression) -> bool:
         if source is None:
             return False
         query = source
+
+
+def _distinct_ordered_by_dropped_columns(query: exp.Expression) -> bool:
+    """SELECT DISTINCT (not made redundant by a GROUP BY it selects) with an ORDER BY key that is
+    neither a selected expression nor over selected columns only."""
+    if not isinstance(query, exp.Select) or not query.args.get("distinct"):
+        return False
+    projection = query.expressions
+    if any(isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star)) for p in projection):
+        return False  # every column is selected
+    names = {p.alias_or_name.lower() for p in projection}
+    selected = {p.unalias().sql().lower() for p in projection}
+    group = query.args.get("group")
+    if group and all(g.sql().lower() in selected for g in group.expressions):
+        return False  # one row per group key: DISTINCT changes nothing
+    for key in query.args["order"].expressions:
+        node = key.this
+        if node.sql().lower() in selected or (isinstance(node, exp.Column) and node.name.lower() in names):
+            continue
+        columns = list(node.find_all(exp.Column))
+        if not (columns and all(c.name.lower() in names for c in columns) and not node.find(exp.AggFunc)):
+            return True
+    return False
 
 
 def _forwarded_cte(query: exp.Expression) -> exp.Expression | None:
