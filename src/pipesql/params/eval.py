@@ -31,7 +31,7 @@ class AgentParams(Strict):
     """The agent protocol's budgets: the model calls the tools it was trained on, then answers."""
 
     max_turns: int = Field(10, gt=0)                # replies per question, the answer included
-    max_new_tokens_turn: int = Field(256, gt=0)     # one reply: tool calls, or the answer
+    max_new_tokens_turn: int = Field(128, gt=0)     # one reply: tool calls, or the answer
     rows_shown: int | None = Field(None, gt=0)      # result rows a tool shows; null: tokenize.tool_max_rows, as trained
 
 

@@ -82,7 +82,7 @@ class TrainParams(Strict):
     batch_size: int = Field(8, gt=0)                # rows per device per micro-step
     gradient_accumulation_steps: int = Field(1, gt=0)
     epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(1800, gt=0)       # optimizer steps; null = run `epochs`
+    max_steps: int | None = Field(1600, gt=0)       # optimizer steps; null = run `epochs`
     quantization: Literal["none", "4bit", "8bit"] = "none"  # 4bit: QLoRA (NF4, double quant)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 > fp16 on GPU, fp32 on CPU
     gradient_checkpointing: bool = False            # less activation memory, ~30% more compute
@@ -101,10 +101,10 @@ class TrainParams(Strict):
     guard: GuardParams = GuardParams()
     checkpoint_uri: str | None = Field(None, pattern=r"^s3://[^/]+")  # each checkpoint uploaded here
     logging_steps: int = Field(1, gt=0)
-    eval_steps: int = Field(900, gt=0)
+    eval_steps: int = Field(800, gt=0)
     eval_max_samples: int | None = Field(128, gt=0)  # N dev samples, by database and difficulty; null = all
     eval_batch_size: int = Field(16, gt=0)
-    save_steps: int = Field(900, gt=0)
+    save_steps: int = Field(800, gt=0)
     save_total_limit: int = Field(3, ge=2)          # >= 2: a kill during a save leaves a complete one
 
     @model_validator(mode="after")
