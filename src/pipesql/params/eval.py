@@ -37,7 +37,7 @@ class AgentParams(Strict):
 
 class EvalParams(Strict):
     protocol: Literal["auto", "incremental", "full", "agent"] = "auto"  # auto: as tokenize.mode (both: incremental)
-    max_examples: int | None = Field(300, gt=0)    # a sample of N test pairs, by database; null = all
+    max_examples: int | None = Field(100, gt=0)    # a sample of N test pairs, by database; null = all
     sample_seed: int = 0                            # which max_examples pairs are drawn
     print_examples: int = Field(3, ge=0)            # predictions shown in the log
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 > fp16 on GPU, fp32 on CPU
