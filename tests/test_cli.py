@@ -135,9 +135,12 @@ def test_a_merged_model_copied_anywhere_answers_as_eval_scored_it(
         shutil.copy(database_path(project.raw, row["db_id"]), elsewhere / "db.sqlite")
         prompts.clear()
         code, out, err = _predict(capsys, "--model", "model", "--db", "db.sqlite", row["question"])
-        assert code == 0, err
         assert prompts[row["question"]] == by_eval[row["question"]]
-        assert out.startswith(f"-- pipe SQL\n{row['prediction']}\n-- SQLite\n")
+        assert out.startswith(f"-- pipe SQL\n{row['prediction']}\n")
+        # the tiny model's query may not parse or run: predict then says so and exits 1, as eval
+        # scored it; one that runs prints its lowering
+        assert (code == 0) == (row["status"] not in ("parse", "lowering", "execution")), (row["status"], out)
+        assert (code != 0) or out.startswith(f"-- pipe SQL\n{row['prediction']}\n-- SQLite\n")
 
 
 def test_predict_names_a_model_without_its_prompt_contract(project: TinyProject, capsys) -> None:
